@@ -1,0 +1,14 @@
+//! xlb: a userspace AF_XDP L4 load-balancing dataplane.
+//!
+//! The crate is layered so the architecture reads from the folder tree:
+//! `wire` (packet views) -> `config` (service table) -> `lb` (sans-IO balancing
+//! decisions) -> `pipeline` (batched stages over frames) -> `xsk` (AF_XDP ports)
+//! -> `runtime` (pinned workers) -> `control` (reload, health, metrics).
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod lb;
+pub mod pipeline;
+pub mod runtime;
+pub mod wire;
+pub mod xsk;

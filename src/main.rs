@@ -1,0 +1,3 @@
+//! The `xlb` command line: parses arguments and calls the library.
+
+fn main() {}
