@@ -2,8 +2,6 @@
 //! per-packet verdicts, and whatever metadata stages parse. Stages loop over the
 //! whole batch; a drop is a verdict, not an early return.
 
-use super::verdict::Verdict;
-
 /// Largest batch a worker pulls from a ring at once.
 pub const MAX_BATCH: usize = 256;
 
