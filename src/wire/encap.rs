@@ -1,0 +1,417 @@
+//! Encapsulation toward backends: IPv4-in-IPv4 (RFC 2003), IP-in-IPv6 (RFC 2473) and GUE
+//! variant 0 over UDP (draft-ietf-intarea-gue). Each function shifts the IP packet of a
+//! frame right in place and writes the outer headers in front of it, keeping the Ethernet
+//! header (and VLAN tag) where they are; the caller rewrites MAC addresses.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use smoltcp::wire::{
+    IpProtocol, Ipv4Packet, Ipv6Packet, UdpPacket, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
+    IPV6_HEADER_LEN, UDP_HEADER_LEN,
+};
+
+use super::headers::protocol;
+use super::{checksum, Error, Result, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+
+/// A read/write view of a GUE header (draft-ietf-intarea-gue §3.2).
+#[derive(Debug, PartialEq, Eq, Clone)]
+pub struct GuePacket<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+mod field {
+    pub type Field = core::ops::Range<usize>;
+    //# draft-ietf-intarea-gue §3.2: | Ver | C |  Hlen  |  Proto/ctype  |  Flags  |
+    pub const VER_C_HLEN: usize = 0;
+    pub const PROTO_CTYPE: usize = 1;
+    pub const FLAGS: Field = 2..4;
+}
+
+/// Length of a GUE header without optional fields.
+pub const GUE_HEADER_LEN: usize = 4;
+
+impl<T: AsRef<[u8]>> GuePacket<T> {
+    /// Wrap a buffer without checking its length; accessors may panic until `check_len` passes.
+    #[inline]
+    pub const fn new_unchecked(buffer: T) -> GuePacket<T> {
+        GuePacket { buffer }
+    }
+
+    /// Wrap a buffer after checking that it holds the header and its optional fields.
+    #[inline]
+    pub fn new_checked(buffer: T) -> Result<GuePacket<T>> {
+        let packet = Self::new_unchecked(buffer);
+        packet.check_len()?;
+        Ok(packet)
+    }
+
+    /// `Err(Truncated)` unless the buffer holds the 4-byte header and `hlen` words of
+    /// optional fields; afterwards no accessor panics.
+    #[inline]
+    pub fn check_len(&self) -> Result<()> {
+        let len = self.buffer.as_ref().len();
+        if len < GUE_HEADER_LEN || len < self.header_len() {
+            Err(Error::Truncated)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Give the buffer back.
+    #[inline]
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    #[inline]
+    fn first_byte(&self) -> u8 {
+        self.buffer.as_ref().first().copied().unwrap_or(0)
+    }
+
+    /// GUE variant (0: header present; 1: direct IP encapsulation).
+    #[inline]
+    pub fn version(&self) -> u8 {
+        self.first_byte() >> 6
+    }
+
+    /// Control bit: set for control messages, clear for data.
+    #[inline]
+    pub fn control(&self) -> bool {
+        self.first_byte() & 0x20 != 0
+    }
+
+    /// Header length in bytes, optional fields included (`4 + 4 * Hlen`).
+    #[inline]
+    pub fn header_len(&self) -> usize {
+        GUE_HEADER_LEN + 4 * usize::from(self.first_byte() & 0x1f)
+    }
+
+    /// IP protocol number of the payload (data) or control type (control messages).
+    #[inline]
+    pub fn proto_ctype(&self) -> u8 {
+        self.buffer.as_ref()[field::PROTO_CTYPE]
+    }
+
+    /// Flags announcing optional fields.
+    #[inline]
+    pub fn flags(&self) -> u16 {
+        let data = self.buffer.as_ref();
+        u16::from_be_bytes([data[field::FLAGS.start], data[field::FLAGS.start + 1]])
+    }
+}
+
+impl<'a, T: AsRef<[u8]> + ?Sized> GuePacket<&'a T> {
+    /// The encapsulated packet after the header and its optional fields.
+    #[inline]
+    pub fn payload(&self) -> &'a [u8] {
+        &self.buffer.as_ref()[self.header_len()..]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> GuePacket<T> {
+    /// Write variant 0, the control bit and no optional fields (Hlen 0).
+    #[inline]
+    pub fn set_version_control(&mut self, version: u8, control: bool) {
+        self.buffer.as_mut()[field::VER_C_HLEN] = (version & 0x3) << 6 | u8::from(control) << 5;
+    }
+
+    /// Set the payload protocol or control type.
+    #[inline]
+    pub fn set_proto_ctype(&mut self, value: u8) {
+        self.buffer.as_mut()[field::PROTO_CTYPE] = value;
+    }
+
+    /// Set the flags.
+    #[inline]
+    pub fn set_flags(&mut self, value: u16) {
+        self.buffer.as_mut()[field::FLAGS].copy_from_slice(&value.to_be_bytes());
+    }
+}
+
+/// The inner IP packet found at `frame[l3_offset..len]`.
+struct Inner {
+    /// IP version, 4 or 6.
+    version: u8,
+    /// Length per the inner IP header: frame padding is not carried into the tunnel.
+    len: usize,
+    /// IPv4 type of service / IPv6 traffic class, copied to the outer header.
+    traffic_class: u8,
+}
+
+/// Check the frame and the inner packet, and that `outer_len` more bytes fit.
+fn inner_packet(frame: &[u8], len: usize, l3_offset: usize, outer_len: usize) -> Result<Inner> {
+    if len > frame.len() {
+        return Err(Error::Truncated);
+    }
+    if l3_offset < ETHERNET_HEADER_LEN || l3_offset > len {
+        return Err(Error::Malformed);
+    }
+    let packet = &frame[l3_offset..len];
+    let first = *packet.first().ok_or(Error::Truncated)?;
+    let inner = match first >> 4 {
+        4 => {
+            if packet.len() < IPV4_HEADER_LEN {
+                return Err(Error::Truncated);
+            }
+            let ipv4 = Ipv4Packet::new_unchecked(packet);
+            let total_len = usize::from(ipv4.total_len());
+            if total_len < IPV4_HEADER_LEN {
+                return Err(Error::Malformed);
+            }
+            Inner {
+                version: 4,
+                len: total_len,
+                traffic_class: ipv4.dscp() << 2 | ipv4.ecn(),
+            }
+        }
+        6 => {
+            if packet.len() < IPV6_HEADER_LEN {
+                return Err(Error::Truncated);
+            }
+            let ipv6 = Ipv6Packet::new_unchecked(packet);
+            Inner {
+                version: 6,
+                len: ipv6.total_len(),
+                traffic_class: ipv6.traffic_class(),
+            }
+        }
+        _ => return Err(Error::Malformed),
+    };
+    if inner.len > packet.len() || l3_offset + outer_len + inner.len > frame.len() {
+        return Err(Error::Truncated);
+    }
+    // Every outer length field (IPv4 total length, IPv6 payload length, UDP length) is
+    // 16 bits and at most `outer_len + inner.len`.
+    if outer_len + inner.len > usize::from(u16::MAX) {
+        return Err(Error::Unsupported);
+    }
+    Ok(inner)
+}
+
+/// Move the inner packet right by `outer_len` bytes and set the EtherType in front of the
+/// outer header; returns the new frame length.
+fn make_room(
+    frame: &mut [u8],
+    l3_offset: usize,
+    outer_len: usize,
+    inner: &Inner,
+    ethertype: u16,
+) -> usize {
+    frame.copy_within(l3_offset..l3_offset + inner.len, l3_offset + outer_len);
+    frame[l3_offset - 2..l3_offset].copy_from_slice(&ethertype.to_be_bytes());
+    l3_offset + outer_len + inner.len
+}
+
+/// Write a 20-byte outer IPv4 header into `header`; `inner_packet` bounded `payload_len`.
+fn emit_ipv4(
+    header: &mut [u8],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+    protocol: u8,
+    traffic_class: u8,
+    payload_len: usize,
+) {
+    let total_len = (IPV4_HEADER_LEN + payload_len) as u16;
+    let mut ip = Ipv4Packet::new_unchecked(&mut header[..IPV4_HEADER_LEN]);
+    ip.set_version(4);
+    ip.set_header_len(IPV4_HEADER_LEN as u8);
+    //# RFC 6040 §4.1 (normal mode): the outer header's ECN field is copied from the
+    //# inner; RFC 2983 §3 (uniform model): the DSCP is copied too.
+    ip.set_dscp(traffic_class >> 2);
+    ip.set_ecn(traffic_class & 0x3);
+    ip.set_total_len(total_len);
+    //# RFC 6864 §4.1: The IPv4 ID field MUST NOT be used for purposes other than
+    //# fragmentation and reassembly. ... atomic datagrams (DF=1, MF=0, offset 0) may use any ID.
+    ip.set_ident(0);
+    ip.clear_flags();
+    ip.set_dont_frag(true);
+    ip.set_frag_offset(0);
+    ip.set_hop_limit(ttl);
+    ip.set_next_header(IpProtocol::from(protocol));
+    ip.set_src_addr(src);
+    ip.set_dst_addr(dst);
+    let sum = checksum::ipv4_header(&header[..IPV4_HEADER_LEN]);
+    Ipv4Packet::new_unchecked(&mut header[..IPV4_HEADER_LEN]).set_checksum(sum);
+}
+
+/// Write a 40-byte outer IPv6 header into `header`; `inner_packet` bounded `payload_len`.
+fn emit_ipv6(
+    header: &mut [u8],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hop_limit: u8,
+    next_header: u8,
+    traffic_class: u8,
+    payload_len: usize,
+) {
+    let payload_len = payload_len as u16;
+    let mut ip = Ipv6Packet::new_unchecked(&mut header[..IPV6_HEADER_LEN]);
+    ip.set_version(6);
+    //# RFC 2473 §6.5: the tunnel entry-point node may set the Traffic Class of the tunnel
+    //# header from the original packet; RFC 6040 §4.1 copies ECN.
+    ip.set_traffic_class(traffic_class);
+    ip.set_flow_label(0);
+    ip.set_payload_len(payload_len);
+    ip.set_next_header(IpProtocol::from(next_header));
+    ip.set_hop_limit(hop_limit);
+    ip.set_src_addr(src);
+    ip.set_dst_addr(dst);
+}
+
+/// Outer addresses of one family.
+#[derive(Clone, Copy)]
+enum OuterAddrs {
+    V4(Ipv4Addr, Ipv4Addr),
+    V6(Ipv6Addr, Ipv6Addr),
+}
+
+/// IP protocol number naming an inner packet of version `version`.
+#[inline]
+fn inner_protocol(version: u8) -> u8 {
+    if version == 4 {
+        protocol::IPV4
+    } else {
+        protocol::IPV6
+    }
+}
+
+/// Encapsulate the IPv4 packet at `frame[l3_offset..len]` in an outer IPv4 header (RFC 2003,
+/// protocol 4, DF set, id 0, TOS copied). `Unsupported` for an IPv6 inner packet (use
+/// [`ip6ip`] or [`gue`]); `Truncated` if `frame` has no room. Returns the new frame length.
+pub fn ipip(
+    frame: &mut [u8],
+    len: usize,
+    l3_offset: usize,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+) -> Result<usize> {
+    let outer_len = IPV4_HEADER_LEN;
+    let inner = inner_packet(frame, len, l3_offset, outer_len)?;
+    if inner.version != 4 {
+        return Err(Error::Unsupported);
+    }
+    let new_len = make_room(frame, l3_offset, outer_len, &inner, ETHERTYPE_IPV4);
+    //# RFC 2003 §3.1: Protocol 4. ... Time To Live: set to a value appropriate for
+    //# delivery of the encapsulated datagram to the tunnel exit point.
+    emit_ipv4(
+        &mut frame[l3_offset..],
+        src,
+        dst,
+        ttl,
+        protocol::IPV4,
+        inner.traffic_class,
+        inner.len,
+    );
+    Ok(new_len)
+}
+
+/// Encapsulate the IPv4 or IPv6 packet at `frame[l3_offset..len]` in an outer IPv6 header
+/// (RFC 2473; next header 4 or 41). `Truncated` if `frame` has no room. Returns the new
+/// frame length.
+pub fn ip6ip(
+    frame: &mut [u8],
+    len: usize,
+    l3_offset: usize,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hop_limit: u8,
+) -> Result<usize> {
+    let outer_len = IPV6_HEADER_LEN;
+    let inner = inner_packet(frame, len, l3_offset, outer_len)?;
+    let new_len = make_room(frame, l3_offset, outer_len, &inner, ETHERTYPE_IPV6);
+    let next_header = inner_protocol(inner.version);
+    emit_ipv6(
+        &mut frame[l3_offset..],
+        src,
+        dst,
+        hop_limit,
+        next_header,
+        inner.traffic_class,
+        inner.len,
+    );
+    Ok(new_len)
+}
+
+/// Encapsulate the IPv4 or IPv6 packet at `frame[l3_offset..len]` in IP/UDP/GUE: GUE
+/// variant 0, a 4-byte header, proto 4 or 41, no flags. The outer family follows `src` and
+/// `dst`, which must match (`Malformed` otherwise). Over IPv4 the UDP checksum is 0 and DF
+/// is set with id 0; over IPv6 the UDP checksum is computed. `src_port` carries the flow
+/// entropy. `Truncated` if `frame` has no room. Returns the new frame length.
+#[allow(clippy::too_many_arguments)]
+pub fn gue(
+    frame: &mut [u8],
+    len: usize,
+    l3_offset: usize,
+    src: IpAddr,
+    dst: IpAddr,
+    src_port: u16,
+    dst_port: u16,
+    ttl: u8,
+) -> Result<usize> {
+    let outer = match (src, dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => OuterAddrs::V4(src, dst),
+        (IpAddr::V6(src), IpAddr::V6(dst)) => OuterAddrs::V6(src, dst),
+        _ => return Err(Error::Malformed),
+    };
+    let (ip_len, ethertype) = match outer {
+        OuterAddrs::V4(..) => (IPV4_HEADER_LEN, ETHERTYPE_IPV4),
+        OuterAddrs::V6(..) => (IPV6_HEADER_LEN, ETHERTYPE_IPV6),
+    };
+    let outer_len = ip_len + UDP_HEADER_LEN + GUE_HEADER_LEN;
+    let inner = inner_packet(frame, len, l3_offset, outer_len)?;
+    let udp_len = UDP_HEADER_LEN + GUE_HEADER_LEN + inner.len;
+    let new_len = make_room(frame, l3_offset, outer_len, &inner, ethertype);
+    let udp_at = l3_offset + ip_len;
+    let gue_at = udp_at + UDP_HEADER_LEN;
+
+    let mut gue = GuePacket::new_unchecked(&mut frame[gue_at..gue_at + GUE_HEADER_LEN]);
+    //# draft-ietf-intarea-gue §3.2: Ver 0; C 0 for data; Hlen 0 without optional fields;
+    //# Proto/ctype: the IP protocol number of the encapsulated packet.
+    gue.set_version_control(0, false);
+    gue.set_proto_ctype(inner_protocol(inner.version));
+    gue.set_flags(0);
+
+    let mut udp = UdpPacket::new_unchecked(&mut frame[udp_at..gue_at]);
+    udp.set_src_port(src_port);
+    udp.set_dst_port(dst_port);
+    // inner_packet bounded outer_len + inner.len, which exceeds udp_len.
+    udp.set_len(udp_len as u16);
+    udp.set_checksum(0);
+
+    let traffic_class = inner.traffic_class;
+    match outer {
+        OuterAddrs::V6(src6, dst6) => {
+            emit_ipv6(
+                &mut frame[l3_offset..],
+                src6,
+                dst6,
+                ttl,
+                protocol::UDP,
+                traffic_class,
+                udp_len,
+            );
+            //# RFC 8200 §8.1: Unlike IPv4, the default behavior when UDP packets are
+            //# originated by an IPv6 node is that the UDP checksum is not optional.
+            //# RFC 768: If the computed checksum is zero, it is transmitted as all ones.
+            let sum = checksum::l4(src, dst, protocol::UDP, &frame[udp_at..new_len]);
+            let sum = if sum == 0 { 0xffff } else { sum };
+            UdpPacket::new_unchecked(&mut frame[udp_at..gue_at]).set_checksum(sum);
+        }
+        OuterAddrs::V4(src4, dst4) => {
+            //# RFC 768: An all zero transmitted checksum value means that the transmitter
+            //# generated no checksum.
+            emit_ipv4(
+                &mut frame[l3_offset..],
+                src4,
+                dst4,
+                ttl,
+                protocol::UDP,
+                traffic_class,
+                udp_len,
+            );
+        }
+    }
+    Ok(new_len)
+}

@@ -1,0 +1,301 @@
+//! In-place answers the dataplane gives for its VIPs: ARP replies, ICMP echo replies and
+//! NDP neighbour advertisements. Pure frame transforms: the caller decides whether the
+//! address asked about is a VIP and sends the result.
+//!
+//! `frame` is the frame buffer, which may be longer than the received frame (a whole UMEM
+//! chunk); each function returns the length of the reply in it.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use smoltcp::wire::{ArpPacket, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN, IPV6_HEADER_LEN};
+
+use super::headers::{parse, protocol, Headers, L3};
+use super::{checksum, Error, Result, ETHERNET_MIN_FRAME_LEN};
+
+const ARP_IPV4_LEN: usize = 28;
+const ARP_REQUEST: u16 = 1;
+const ARP_REPLY: u16 = 2;
+const ICMPV4_ECHO_REQUEST: u8 = 8;
+const ICMPV4_ECHO_REPLY: u8 = 0;
+const ICMPV6_ECHO_REQUEST: u8 = 128;
+const ICMPV6_ECHO_REPLY: u8 = 129;
+const NDP_SOLICIT: u8 = 135;
+const NDP_ADVERT: u8 = 136;
+/// Neighbour solicitation/advertisement: type, code, checksum, flags/reserved, target.
+const NDP_MESSAGE_LEN: usize = 24;
+/// Target link-layer address option (RFC 4861 §4.6.1) for Ethernet: type, length, MAC.
+const NDP_TLLA_OPTION_LEN: usize = 8;
+const NDP_OPTION_TARGET_LL_ADDR: u8 = 2;
+const NDP_FLAG_SOLICITED: u8 = 0x40;
+const NDP_FLAG_OVERRIDE: u8 = 0x20;
+/// Hop limit of NDP messages (RFC 4861 §7.1.1) and of the NDP replies.
+const NDP_HOP_LIMIT: u8 = 255;
+/// TTL / hop limit of echo replies: a fresh packet from this host (RFC 1700 default).
+const ECHO_REPLY_TTL: u8 = 64;
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+/// Ethernet address of ff02::1 (RFC 2464 §7: 33:33 and the low 32 bits).
+const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
+
+/// Zero-pad a reply of `len` bytes to the Ethernet minimum when the buffer has room, so no
+/// stale bytes of the buffer go out as padding.
+#[inline]
+fn pad(frame: &mut [u8], len: usize) -> usize {
+    match frame.get_mut(len..ETHERNET_MIN_FRAME_LEN) {
+        Some(padding) => {
+            padding.fill(0);
+            ETHERNET_MIN_FRAME_LEN
+        }
+        None => len,
+    }
+}
+
+/// Swap the Ethernet destination and source addresses.
+#[inline]
+fn swap_macs(frame: &mut [u8]) {
+    let (dst, rest) = frame.split_at_mut(6);
+    dst.swap_with_slice(&mut rest[..6]);
+}
+
+/// The ARP header of an Ethernet/IPv4 ARP frame parsed as `headers`.
+#[inline]
+fn arp_packet<'a>(frame: &'a [u8], headers: &Headers) -> Option<ArpPacket<&'a [u8]>> {
+    if headers.l3 != L3::Arp {
+        return None;
+    }
+    let start = usize::from(headers.l3_offset);
+    frame
+        .get(start..start + ARP_IPV4_LEN)
+        .map(ArpPacket::new_unchecked)
+}
+
+/// The address an ARP request asks for, `None` for anything else.
+#[inline]
+pub fn arp_request_target(frame: &[u8], headers: &Headers) -> Option<Ipv4Addr> {
+    let arp = arp_packet(frame, headers)?;
+    if u16::from(arp.operation()) != ARP_REQUEST {
+        return None;
+    }
+    let target: [u8; 4] = arp.target_protocol_addr().try_into().ok()?;
+    Some(Ipv4Addr::from(target))
+}
+
+/// Turn an ARP request into the reply saying `our_mac` has the asked-for address.
+/// `Unsupported` if the frame is not an Ethernet/IPv4 ARP request.
+pub fn arp_reply(frame: &mut [u8], our_mac: [u8; 6]) -> Result<usize> {
+    let headers = parse(frame)?;
+    if arp_request_target(frame, &headers).is_none() {
+        return Err(Error::Unsupported);
+    }
+    let start = usize::from(headers.l3_offset);
+    let end = start + ARP_IPV4_LEN;
+    swap_macs(frame);
+    frame[6..12].copy_from_slice(&our_mac);
+    let mut arp = ArpPacket::new_unchecked(&mut frame[start..end]);
+    let (asker_mac, asker_ip, target_ip) = {
+        let mut asker_mac = [0u8; 6];
+        asker_mac.copy_from_slice(arp.source_hardware_addr());
+        let mut asker_ip = [0u8; 4];
+        asker_ip.copy_from_slice(arp.source_protocol_addr());
+        let mut target_ip = [0u8; 4];
+        target_ip.copy_from_slice(arp.target_protocol_addr());
+        (asker_mac, asker_ip, target_ip)
+    };
+    //# RFC 826: swap hardware and protocol fields, putting the local hardware and protocol
+    //# addresses in the sender fields. Set the ar$op field to ares_op$REPLY.
+    arp.set_operation(ARP_REPLY.into());
+    arp.set_source_hardware_addr(&our_mac);
+    arp.set_source_protocol_addr(&target_ip);
+    arp.set_target_hardware_addr(&asker_mac);
+    arp.set_target_protocol_addr(&asker_ip);
+    Ok(pad(frame, end))
+}
+
+/// The L4 bytes of an unfragmented ICMP message of family `l3` parsed as `headers`, with
+/// its type checked to be `request`.
+#[inline]
+fn icmp_request<'a>(
+    frame: &'a mut [u8],
+    headers: &Headers,
+    l3: L3,
+    icmp_proto: u8,
+    request: u8,
+) -> Result<&'a mut [u8]> {
+    if headers.l3 != l3 || headers.l4_proto != icmp_proto || headers.fragment {
+        return Err(Error::Unsupported);
+    }
+    if usize::from(headers.l3_offset) < ETHERNET_HEADER_LEN {
+        return Err(Error::Malformed);
+    }
+    let start = usize::from(headers.l4_offset);
+    let icmp = frame
+        .get_mut(start..start + usize::from(headers.l4_len))
+        .ok_or(Error::Truncated)?;
+    match icmp.get(..4) {
+        Some(&[icmp_type, 0, _, _]) if icmp_type == request => Ok(icmp),
+        Some(_) => Err(Error::Unsupported),
+        None => Err(Error::Truncated),
+    }
+}
+
+/// Replace the type of an ICMP message whose code is 0, updating its checksum.
+#[inline]
+fn set_icmp_type(icmp: &mut [u8], old: u8, new: u8) {
+    icmp[0] = new;
+    let sum = u16::from_be_bytes([icmp[2], icmp[3]]);
+    //# RFC 1624 §3 eqn. 3 on the type/code word.
+    let sum = checksum::update_u16(sum, u16::from(old) << 8, u16::from(new) << 8);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// Turn an ICMPv4 echo request (parsed as `headers`) into its reply: MACs and addresses
+/// swapped, TTL 64, type 0, checksums updated. `Unsupported` for anything else.
+pub fn icmpv4_echo_reply(frame: &mut [u8], headers: &Headers) -> Result<usize> {
+    icmp_request(
+        frame,
+        headers,
+        L3::Ipv4,
+        protocol::ICMP,
+        ICMPV4_ECHO_REQUEST,
+    )?;
+    let l3 = usize::from(headers.l3_offset);
+    let l4 = usize::from(headers.l4_offset);
+    let end = l4 + usize::from(headers.l4_len);
+    let header = frame.get_mut(l3..l4).ok_or(Error::Truncated)?;
+    if header.len() < IPV4_HEADER_LEN {
+        return Err(Error::Malformed);
+    }
+    //# RFC 792, Echo Reply: the source and destination addresses are simply reversed, the
+    //# type code changed to 0, and the checksum recomputed.
+    let (src, dst) = header[12..20].split_at_mut(4);
+    src.swap_with_slice(dst);
+    header[8] = ECHO_REPLY_TTL;
+    let sum = checksum::ipv4_header(header);
+    header[10..12].copy_from_slice(&sum.to_be_bytes());
+    set_icmp_type(&mut frame[l4..end], ICMPV4_ECHO_REQUEST, ICMPV4_ECHO_REPLY);
+    swap_macs(frame);
+    Ok(pad(frame, end))
+}
+
+/// Turn an ICMPv6 echo request (parsed as `headers`, no extension headers) into its reply:
+/// MACs and addresses swapped, hop limit 64, type 129, checksum updated. `Unsupported` for
+/// anything else.
+pub fn icmpv6_echo_reply(frame: &mut [u8], headers: &Headers) -> Result<usize> {
+    icmp_request(
+        frame,
+        headers,
+        L3::Ipv6,
+        protocol::ICMPV6,
+        ICMPV6_ECHO_REQUEST,
+    )?;
+    let l3 = usize::from(headers.l3_offset);
+    let l4 = usize::from(headers.l4_offset);
+    let end = l4 + usize::from(headers.l4_len);
+    // A routing header would make the swapped destination wrong: answer plain packets only.
+    if l4 != l3 + IPV6_HEADER_LEN {
+        return Err(Error::Unsupported);
+    }
+    //# RFC 4443 §4.2: The data received in the ICMPv6 Echo Request message MUST be returned
+    //# entirely and unmodified in the ICMPv6 Echo Reply message.
+    let header = &mut frame[l3..l4];
+    let (src, dst) = header[8..40].split_at_mut(16);
+    src.swap_with_slice(dst);
+    header[7] = ECHO_REPLY_TTL;
+    // The pseudo-header sum does not change when source and destination swap.
+    set_icmp_type(&mut frame[l4..end], ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY);
+    swap_macs(frame);
+    Ok(pad(frame, end))
+}
+
+/// Is `addr` a solicited-node multicast address (ff02::1:ffXX:XXXX, RFC 4291 §2.7.1)?
+#[inline]
+fn is_solicited_node(addr: Ipv6Addr) -> bool {
+    let octets = addr.octets();
+    octets[..13] == [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0xff]
+}
+
+/// The target of a valid neighbour solicitation (parsed as `headers`), `None` otherwise.
+pub fn ndp_solicit_target(frame: &[u8], headers: &Headers) -> Option<Ipv6Addr> {
+    let (IpAddr::V6(src), IpAddr::V6(dst)) = (headers.src, headers.dst) else {
+        return None;
+    };
+    if headers.l4_proto != protocol::ICMPV6 || headers.fragment {
+        return None;
+    }
+    let start = usize::from(headers.l4_offset);
+    let icmp = frame.get(start..start + usize::from(headers.l4_len))?;
+    let target: [u8; 16] = icmp.get(8..NDP_MESSAGE_LEN)?.try_into().ok()?;
+    let target = Ipv6Addr::from(target);
+    //# RFC 4861 §7.1.1: A node MUST silently discard any received Neighbor Solicitation
+    //# messages that do not satisfy all of the following validity checks:
+    //# - The IP Hop Limit field has a value of 255 ...
+    //# - ICMP Checksum is valid.
+    //# - ICMP Code is 0.
+    //# - ICMP length (derived from the IP length) is 24 or more octets.
+    //# - Target Address is not a multicast address.
+    //# - If the IP source address is the unspecified address, the IP destination address
+    //#   is a solicited-node multicast address.
+    let valid = icmp[0] == NDP_SOLICIT
+        && icmp[1] == 0
+        && headers.ttl == NDP_HOP_LIMIT
+        && !target.is_multicast()
+        && (!src.is_unspecified() || is_solicited_node(dst))
+        && checksum::l4(headers.src, headers.dst, protocol::ICMPV6, icmp) == 0;
+    valid.then_some(target)
+}
+
+/// Turn a neighbour solicitation (parsed as `headers`) into the advertisement saying
+/// `our_mac` has the target: flags Solicited and Override, a target link-layer address
+/// option, checksum. A solicitation from `::` (duplicate address detection) is answered to
+/// all nodes with Solicited clear. `Unsupported` if the frame is not a valid solicitation,
+/// `Truncated` if `frame` cannot hold the 32-byte advertisement.
+pub fn ndp_advert(frame: &mut [u8], headers: &Headers, our_mac: [u8; 6]) -> Result<usize> {
+    let target = ndp_solicit_target(frame, headers).ok_or(Error::Unsupported)?;
+    let IpAddr::V6(asker) = headers.src else {
+        return Err(Error::Unsupported);
+    };
+    let l3 = usize::from(headers.l3_offset);
+    let l4 = l3 + IPV6_HEADER_LEN;
+    let end = l4 + NDP_MESSAGE_LEN + NDP_TLLA_OPTION_LEN;
+    if l3 < ETHERNET_HEADER_LEN {
+        return Err(Error::Malformed);
+    }
+    if frame.len() < end {
+        return Err(Error::Truncated);
+    }
+    //# RFC 4861 §7.2.4: If the source of the solicitation is the unspecified address, the
+    //# node MUST set the Solicited flag to zero and multicast the advertisement to the
+    //# all-nodes address. Otherwise, the node MUST set the Solicited flag to one and
+    //# unicast the advertisement to the Source Address of the solicitation.
+    let (dst, dst_mac, solicited) = if asker.is_unspecified() {
+        (ALL_NODES, ALL_NODES_MAC, 0)
+    } else {
+        let mut asker_mac = [0u8; 6];
+        asker_mac.copy_from_slice(&frame[6..12]);
+        (asker, asker_mac, NDP_FLAG_SOLICITED)
+    };
+    frame[0..6].copy_from_slice(&dst_mac);
+    frame[6..12].copy_from_slice(&our_mac);
+
+    let mut ip = smoltcp::wire::Ipv6Packet::new_unchecked(&mut frame[l3..l4]);
+    ip.set_version(6);
+    ip.set_traffic_class(0);
+    ip.set_flow_label(0);
+    ip.set_payload_len((NDP_MESSAGE_LEN + NDP_TLLA_OPTION_LEN) as u16);
+    ip.set_next_header(protocol::ICMPV6.into());
+    //# RFC 4861 §7.1.2: The IP Hop Limit field has a value of 255.
+    ip.set_hop_limit(NDP_HOP_LIMIT);
+    ip.set_src_addr(target);
+    ip.set_dst_addr(dst);
+
+    let icmp = &mut frame[l4..end];
+    icmp[..4].copy_from_slice(&[NDP_ADVERT, 0, 0, 0]);
+    icmp[4..8].copy_from_slice(&[solicited | NDP_FLAG_OVERRIDE, 0, 0, 0]);
+    icmp[8..24].copy_from_slice(&target.octets());
+    //# RFC 4861 §4.6.1: Type 2 for Target Link-layer Address; Length in units of 8 octets.
+    icmp[24] = NDP_OPTION_TARGET_LL_ADDR;
+    icmp[25] = 1;
+    icmp[26..32].copy_from_slice(&our_mac);
+    let sum = checksum::l4(IpAddr::V6(target), IpAddr::V6(dst), protocol::ICMPV6, icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    Ok(end)
+}

@@ -1,0 +1,1 @@
+//! SCTP views (written by the SCTP owner).
