@@ -123,16 +123,27 @@ mod tests {
 
     #[test]
     fn ipv4_header_matches_scapy_and_ignores_stored_field() {
-        assert_eq!(ipv4_header(&IPV4_HEADER), 0x68a8);
+        assert_eq!(ipv4_header(&IPV4_HEADER), 0x8aa4);
         let mut zeroed = IPV4_HEADER;
         zeroed[10..12].fill(0);
-        assert_eq!(ipv4_header(&zeroed), 0x68a8);
+        assert_eq!(ipv4_header(&zeroed), 0x8aa4);
     }
 
     #[test]
     fn rfc1624_example() {
         // RFC 1624 §4: HC = 0xDD2F, m = 0x5555 -> m' = 0x3285 gives HC' = 0x0000.
         assert_eq!(update_u16(0xdd2f, 0x5555, 0x3285), 0x0000);
+    }
+
+    #[test]
+    fn l4_verifies_scapy_udp_over_ipv6() {
+        use crate::wire::fixtures::UDP6_EXT;
+        let src = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+        let dst = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x10));
+        assert_eq!(l4(src, dst, 17, &UDP6_EXT[70..]), 0);
+        let mut corrupted = UDP6_EXT;
+        corrupted[80] ^= 1;
+        assert_ne!(l4(src, dst, 17, &corrupted[70..]), 0);
     }
 
     #[test]

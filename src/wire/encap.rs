@@ -415,3 +415,193 @@ pub fn gue(
     }
     Ok(new_len)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::fixtures::*;
+    use crate::wire::headers::{parse, Headers, L3};
+
+    // GUE variant 0, data, Hlen 0, proto 4, no flags, then the start of an IPv4 header.
+    static GUE_BYTES: [u8; 6] = [0x00, 0x04, 0x00, 0x00, 0x45, 0x00];
+
+    const OUTER_SRC4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+    const OUTER_DST4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 11);
+    const OUTER_SRC6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+    const OUTER_DST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x11);
+
+    #[test]
+    fn test_deconstruct() {
+        let gue = GuePacket::new_checked(&GUE_BYTES[..]).unwrap();
+        assert_eq!(gue.version(), 0);
+        assert!(!gue.control());
+        assert_eq!(gue.header_len(), 4);
+        assert_eq!(gue.proto_ctype(), 4);
+        assert_eq!(gue.flags(), 0);
+        assert_eq!(gue.payload(), &[0x45, 0x00]);
+    }
+
+    #[test]
+    fn test_construct() {
+        let mut bytes = [0xffu8; 6];
+        let mut gue = GuePacket::new_unchecked(&mut bytes[..]);
+        gue.set_version_control(0, false);
+        gue.set_proto_ctype(4);
+        gue.set_flags(0);
+        bytes[4..].copy_from_slice(&[0x45, 0x00]);
+        assert_eq!(bytes, GUE_BYTES);
+    }
+
+    #[test]
+    fn test_gue_check_len() {
+        assert_eq!(GuePacket::new_checked(&GUE_BYTES[..3]), Err(Error::Truncated));
+        // Hlen 2 announces 8 bytes of optional fields that are not there.
+        let with_options = [0x02, 0x04, 0x00, 0x00, 0x45, 0x00];
+        assert_eq!(GuePacket::new_checked(&with_options[..]), Err(Error::Truncated));
+        let control = [0x20, 0x00, 0x00, 0x00];
+        assert!(GuePacket::new_checked(&control[..]).unwrap().control());
+    }
+
+    /// `fixture` copied into a 256-byte buffer, as in a UMEM chunk.
+    fn chunk(fixture: &[u8]) -> [u8; 256] {
+        let mut buffer = [0u8; 256];
+        buffer[..fixture.len()].copy_from_slice(fixture);
+        buffer
+    }
+
+    /// Parse the packet at `frame[at..len]` behind the Ethernet header of `frame`.
+    fn parse_inner(frame: &[u8], at: usize, len: usize, ethertype: u16) -> Headers {
+        let mut inner = frame[..14].to_vec();
+        inner[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        inner.extend_from_slice(&frame[at..len]);
+        parse(&inner).unwrap()
+    }
+
+    fn assert_ipv4_outer(outer: &[u8], protocol: u8, total_len: usize) {
+        let ip = Ipv4Packet::new_checked(outer).unwrap();
+        assert_eq!(usize::from(ip.total_len()), total_len);
+        assert!(ip.dont_frag());
+        assert_eq!(ip.ident(), 0);
+        assert_eq!(u8::from(ip.next_header()), protocol);
+        assert_eq!(checksum::ipv4_header(&outer[..20]), ip.checksum());
+        assert!(ip.verify_checksum());
+    }
+
+    #[test]
+    fn test_ipip() {
+        let mut frame = chunk(&ICMP4_ECHO);
+        let len = ipip(&mut frame, ICMP4_ECHO.len(), 14, OUTER_SRC4, OUTER_DST4, 64).unwrap();
+        assert_eq!(len, ICMP4_ECHO.len() + 20);
+        assert_eq!(frame[..14], ICMP4_ECHO[..14]);
+        assert_ipv4_outer(&frame[14..len], protocol::IPV4, 56);
+        let outer = parse(&frame[..len]).unwrap();
+        assert_eq!(outer.src, IpAddr::V4(OUTER_SRC4));
+        assert_eq!(outer.dst, IpAddr::V4(OUTER_DST4));
+        assert_eq!((outer.ttl, outer.l4_proto, outer.l4_offset, outer.l4_len), (64, 4, 34, 36));
+        assert_eq!(frame[34..len], ICMP4_ECHO[14..]);
+        let inner = parse_inner(&frame, 34, len, ETHERTYPE_IPV4);
+        assert_eq!(inner.l4_proto, protocol::ICMP);
+        assert_eq!(inner.dst, IpAddr::V4(Ipv4Addr::new(198, 18, 100, 10)));
+    }
+
+    #[test]
+    fn test_ipip_vlan_tos_and_padding() {
+        let mut fixture = TCP4_VLAN;
+        fixture[18 + 1] = 0xb9; // DSCP 46 (EF), ECN 01
+        // Received with 20 bytes of padding: not carried into the tunnel.
+        let mut frame = chunk(&fixture);
+        let len = ipip(&mut frame, fixture.len() + 20, 18, OUTER_SRC4, OUTER_DST4, 9).unwrap();
+        assert_eq!(len, fixture.len() + 20);
+        assert_eq!(frame[12..18], fixture[12..18], "VLAN tag and EtherType kept");
+        let outer = Ipv4Packet::new_checked(&frame[18..len]).unwrap();
+        assert_eq!((outer.dscp(), outer.ecn(), outer.hop_limit()), (46, 1, 9));
+        assert_eq!(frame[38..len], fixture[18..]);
+        let parsed = parse(&frame[..len]).unwrap();
+        assert_eq!((parsed.vlan_id, parsed.l4_proto), (Some(100), protocol::IPV4));
+    }
+
+    #[test]
+    fn test_ipip_refuses_ipv6_inner() {
+        let mut frame = chunk(&UDP6_EXT);
+        assert_eq!(
+            ipip(&mut frame, UDP6_EXT.len(), 14, OUTER_SRC4, OUTER_DST4, 64),
+            Err(Error::Unsupported)
+        );
+    }
+
+    #[test]
+    fn test_ip6ip() {
+        for (fixture, next_header, ethertype) in [
+            (&ICMP4_ECHO[..], protocol::IPV4, ETHERTYPE_IPV4),
+            (&UDP6_EXT[..], protocol::IPV6, ETHERTYPE_IPV6),
+        ] {
+            let mut frame = chunk(fixture);
+            let len = ip6ip(&mut frame, fixture.len(), 14, OUTER_SRC6, OUTER_DST6, 33).unwrap();
+            assert_eq!(len, fixture.len() + 40);
+            assert_eq!(frame[12..14], ETHERTYPE_IPV6.to_be_bytes());
+            let outer = parse(&frame[..len]).unwrap();
+            assert_eq!(outer.l3, L3::Ipv6);
+            assert_eq!((outer.src, outer.dst), (IpAddr::V6(OUTER_SRC6), IpAddr::V6(OUTER_DST6)));
+            assert_eq!((outer.ttl, outer.l4_proto), (33, next_header));
+            assert_eq!(usize::from(outer.l4_len), fixture.len() - 14);
+            assert_eq!(frame[54..len], fixture[14..]);
+            let inner = parse_inner(&frame, 54, len, ethertype);
+            assert_eq!(inner, parse(fixture).unwrap());
+        }
+    }
+
+    #[test]
+    fn test_gue_over_ipv6() {
+        let mut frame = chunk(&ICMP4_ECHO);
+        let (src, dst) = (IpAddr::V6(OUTER_SRC6), IpAddr::V6(OUTER_DST6));
+        let len = gue(&mut frame, ICMP4_ECHO.len(), 14, src, dst, 49152, 6080, 64).unwrap();
+        assert_eq!(len, ICMP4_ECHO.len() + 40 + 8 + 4);
+        let outer = parse(&frame[..len]).unwrap();
+        assert_eq!((outer.l4_proto, outer.src_port, outer.dst_port), (protocol::UDP, 49152, 6080));
+        let udp = &frame[54..len];
+        assert_eq!(usize::from(outer.l4_len), udp.len());
+        assert_eq!(u16::from_be_bytes([udp[4], udp[5]]) as usize, udp.len());
+        assert_ne!(u16::from_be_bytes([udp[6], udp[7]]), 0);
+        assert_eq!(checksum::l4(src, dst, protocol::UDP, udp), 0, "UDP checksum verifies");
+        let gue = GuePacket::new_checked(&udp[8..]).unwrap();
+        assert_eq!((gue.version(), gue.control(), gue.proto_ctype()), (0, false, protocol::IPV4));
+        assert_eq!(gue.payload(), &ICMP4_ECHO[14..]);
+    }
+
+    #[test]
+    fn test_gue_over_ipv4_carries_ipv6() {
+        let mut frame = chunk(&UDP6_EXT);
+        let (src, dst) = (IpAddr::V4(OUTER_SRC4), IpAddr::V4(OUTER_DST4));
+        let len = gue(&mut frame, UDP6_EXT.len(), 14, src, dst, 50000, 6080, 64).unwrap();
+        assert_eq!(len, UDP6_EXT.len() + 20 + 8 + 4);
+        assert_eq!(frame[12..14], ETHERTYPE_IPV4.to_be_bytes());
+        assert_ipv4_outer(&frame[14..len], protocol::UDP, len - 14);
+        let udp = &frame[34..len];
+        assert_eq!(udp[6..8], [0, 0], "no UDP checksum over IPv4");
+        let gue = GuePacket::new_checked(&udp[8..]).unwrap();
+        assert_eq!(gue.proto_ctype(), protocol::IPV6);
+        let inner = parse_inner(&frame, 34 + 12, len, ETHERTYPE_IPV6);
+        assert_eq!(inner, parse(&UDP6_EXT).unwrap());
+    }
+
+    #[test]
+    fn test_encap_errors_leave_frame_alone() {
+        let src6 = IpAddr::V6(OUTER_SRC6);
+        let dst4 = IpAddr::V4(OUTER_DST4);
+        let mut exact = ICMP4_ECHO;
+        let len = exact.len();
+        assert_eq!(ipip(&mut exact, len, 14, OUTER_SRC4, OUTER_DST4, 64), Err(Error::Truncated));
+        assert_eq!(ip6ip(&mut exact, len, 14, OUTER_SRC6, OUTER_DST6, 64), Err(Error::Truncated));
+        let (v4, v4d) = (IpAddr::V4(OUTER_SRC4), dst4);
+        assert_eq!(gue(&mut exact, len, 14, v4, v4d, 1, 2, 64), Err(Error::Truncated));
+        assert_eq!(gue(&mut exact, len, 14, src6, dst4, 1, 2, 64), Err(Error::Malformed));
+        assert_eq!(exact, ICMP4_ECHO);
+        let mut frame = chunk(&ICMP4_ECHO);
+        assert_eq!(ipip(&mut frame, 300, 14, OUTER_SRC4, OUTER_DST4, 64), Err(Error::Truncated));
+        assert_eq!(ipip(&mut frame, len, 60, OUTER_SRC4, OUTER_DST4, 64), Err(Error::Malformed));
+        assert_eq!(ipip(&mut frame, len, 4, OUTER_SRC4, OUTER_DST4, 64), Err(Error::Malformed));
+        assert_eq!(ipip(&mut frame, 30, 14, OUTER_SRC4, OUTER_DST4, 64), Err(Error::Truncated));
+        frame[14] = 0x15;
+        assert_eq!(ipip(&mut frame, len, 14, OUTER_SRC4, OUTER_DST4, 64), Err(Error::Malformed));
+    }
+}

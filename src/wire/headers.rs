@@ -486,3 +486,246 @@ pub fn parse_icmp_error(frame: &[u8], headers: &Headers) -> Result<QuotedFlow> {
         dst_port,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::fixtures::*;
+
+    fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+    }
+
+    fn v6(s: &str) -> IpAddr {
+        IpAddr::V6(s.parse().unwrap())
+    }
+
+    #[test]
+    fn test_parse_tcp_vlan() {
+        assert_eq!(
+            parse(&TCP4_VLAN),
+            Ok(Headers {
+                vlan_id: Some(100),
+                l3_offset: 18,
+                l3: L3::Ipv4,
+                src: v4(198, 18, 0, 1),
+                dst: v4(198, 18, 100, 10),
+                ttl: 63,
+                l4_proto: protocol::TCP,
+                l4_offset: 38,
+                l4_len: 20,
+                fragment: false,
+                src_port: 40000,
+                dst_port: 80,
+                tcp_flags: 0x02,
+            })
+        );
+    }
+
+    #[test]
+    fn test_parse_ipv4_options() {
+        let headers = parse(&UDP4_OPTIONS).unwrap();
+        assert_eq!(headers.vlan_id, None);
+        assert_eq!(headers.l3_offset, 14);
+        assert_eq!((headers.l4_offset, headers.l4_len), (14 + 28, 10));
+        assert_eq!((headers.src_port, headers.dst_port), (5353, 53));
+        assert_eq!(headers.l4_proto, protocol::UDP);
+        assert_eq!(headers.tcp_flags, 0);
+    }
+
+    #[test]
+    fn test_parse_ipv6_ext_headers() {
+        assert_eq!(
+            parse(&UDP6_EXT),
+            Ok(Headers {
+                vlan_id: None,
+                l3_offset: 14,
+                l3: L3::Ipv6,
+                src: v6("2001:db8::1"),
+                dst: v6("2001:db8:100::10"),
+                ttl: 64,
+                l4_proto: protocol::UDP,
+                l4_offset: 14 + 40 + 16,
+                l4_len: 12,
+                fragment: false,
+                src_port: 1000,
+                dst_port: 2000,
+                tcp_flags: 0,
+            })
+        );
+    }
+
+    #[test]
+    fn test_parse_fragments() {
+        let first = parse(&UDP6_FRAG_FIRST).unwrap();
+        assert!(first.fragment);
+        assert_eq!((first.l4_proto, first.l4_offset), (protocol::UDP, 14 + 48));
+        assert_eq!((first.src_port, first.dst_port), (0, 0));
+        let later = parse(&UDP6_FRAG_LATER).unwrap();
+        assert!(later.fragment);
+        assert_eq!((later.l4_proto, later.l4_offset, later.l4_len), (protocol::UDP, 62, 8));
+        assert_eq!((later.src_port, later.dst_port), (0, 0));
+        let later4 = parse(&TCP4_FRAG_LATER).unwrap();
+        assert!(later4.fragment);
+        assert_eq!((later4.l4_proto, later4.l4_offset, later4.l4_len), (protocol::TCP, 34, 16));
+        assert_eq!((later4.src_port, later4.dst_port, later4.tcp_flags), (0, 0, 0));
+        // First IPv4 fragment: MF set, offset 0; the ports are there but not reported.
+        let mut first4 = UDP4_OPTIONS;
+        first4[14 + 6] = 0x20;
+        let first4 = parse(&first4).unwrap();
+        assert!(first4.fragment);
+        assert_eq!((first4.l4_offset, first4.src_port, first4.dst_port), (42, 0, 0));
+    }
+
+    #[test]
+    fn test_parse_sctp_and_arp() {
+        let sctp = parse(&SCTP4).unwrap();
+        assert_eq!(sctp.l4_proto, protocol::SCTP);
+        assert_eq!((sctp.src_port, sctp.dst_port), (38412, 38412));
+        let arp = parse(&ARP_REQUEST).unwrap();
+        assert_eq!(arp.l3, L3::Arp);
+        assert_eq!(arp.src, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!((arp.l3_offset, arp.l4_offset, arp.l4_len), (14, 14, 0));
+    }
+
+    #[test]
+    fn test_parse_excludes_padding() {
+        let mut padded = [0u8; 80];
+        padded[..ICMP4_ECHO.len()].copy_from_slice(&ICMP4_ECHO);
+        assert_eq!(parse(&padded), parse(&ICMP4_ECHO));
+        assert_eq!(parse(&padded).unwrap().l4_len, 16);
+    }
+
+    #[test]
+    fn test_malformed_ethernet_and_vlan() {
+        assert_eq!(parse(&TCP4_VLAN[..13]), Err(Error::Truncated));
+        assert_eq!(parse(&TCP4_VLAN[..16]), Err(Error::Truncated));
+        let mut stacked = TCP4_VLAN;
+        stacked[16..18].copy_from_slice(&[0x81, 0x00]);
+        assert_eq!(parse(&stacked), Err(Error::Unsupported));
+        let mut other = UDP4_OPTIONS;
+        other[12..14].copy_from_slice(&[0x88, 0xcc]);
+        assert_eq!(parse(&other), Err(Error::Unsupported));
+    }
+
+    #[test]
+    fn test_malformed_ipv4() {
+        let with_byte = |at: usize, value: u8| {
+            let mut frame = UDP4_OPTIONS;
+            frame[at] = value;
+            parse(&frame)
+        };
+        assert_eq!(with_byte(14, 0x44), Err(Error::Malformed), "IHL < 5");
+        assert_eq!(with_byte(14, 0x4f), Err(Error::Truncated), "IHL past end");
+        assert_eq!(with_byte(14, 0x65), Err(Error::Malformed), "version 6 in IPv4");
+        assert_eq!(with_byte(16, 0x01), Err(Error::Truncated), "total length past frame");
+        assert_eq!(with_byte(17, 0x14), Err(Error::Malformed), "total length < IHL");
+        assert_eq!(with_byte(47, 0x04), Err(Error::Malformed), "UDP length < 8");
+        assert_eq!(with_byte(47, 0x0b), Err(Error::Truncated), "UDP length past IP");
+        assert_eq!(parse(&UDP4_OPTIONS[..14 + 19]), Err(Error::Truncated));
+        let mut tcp = TCP4_VLAN;
+        tcp[18 + 20 + 12] = 0x40;
+        assert_eq!(parse(&tcp), Err(Error::Malformed), "TCP data offset < 5");
+        tcp[18 + 20 + 12] = 0x60;
+        assert_eq!(parse(&tcp), Err(Error::Truncated), "TCP options past IP");
+        let mut arp = ARP_REQUEST;
+        arp[14 + 5] = 16;
+        assert_eq!(parse(&arp), Err(Error::Unsupported), "ARP for a 16-byte protocol");
+    }
+
+    /// Ethernet + IPv6 + `count` destination-options headers + an 8-byte UDP header.
+    fn ipv6_with_dest_opts(count: usize) -> Vec<u8> {
+        let mut frame = UDP6_EXT[..14 + 40].to_vec();
+        let payload_len = (count * 8 + 8) as u16;
+        frame[14 + 4..14 + 6].copy_from_slice(&payload_len.to_be_bytes());
+        frame[14 + 6] = if count == 0 { protocol::UDP } else { protocol::DEST_OPTS };
+        for index in 0..count {
+            let next = if index + 1 == count { protocol::UDP } else { protocol::DEST_OPTS };
+            // PadN option of 4 bytes fills the header to 8.
+            frame.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
+        }
+        frame.extend_from_slice(&[0x03, 0xe8, 0x07, 0xd0, 0x00, 0x08, 0x00, 0x00]);
+        frame
+    }
+
+    #[test]
+    fn test_ipv6_ext_header_limits() {
+        let eight = parse(&ipv6_with_dest_opts(MAX_IPV6_EXT_HEADERS)).unwrap();
+        assert_eq!(eight.l4_offset as usize, 14 + 40 + 8 * MAX_IPV6_EXT_HEADERS);
+        assert_eq!((eight.src_port, eight.dst_port), (1000, 2000));
+        assert_eq!(
+            parse(&ipv6_with_dest_opts(MAX_IPV6_EXT_HEADERS + 1)),
+            Err(Error::Unsupported)
+        );
+    }
+
+    #[test]
+    fn test_malformed_ipv6() {
+        // Payload length ends inside the destination-options header.
+        let mut short = UDP6_EXT;
+        short[14 + 5] = 12;
+        assert_eq!(parse(&short), Err(Error::Truncated));
+        // Payload length past the frame.
+        assert_eq!(parse(&UDP6_EXT[..UDP6_EXT.len() - 1]), Err(Error::Truncated));
+        // Hop-by-hop header claiming 16 bytes more than there are.
+        let mut long = UDP6_EXT;
+        long[14 + 40 + 1] = 4;
+        assert_eq!(parse(&long), Err(Error::Truncated));
+        let mut version = UDP6_EXT;
+        version[14] = 0x40;
+        assert_eq!(parse(&version), Err(Error::Malformed));
+        assert_eq!(parse(&UDP6_EXT[..14 + 39]), Err(Error::Truncated));
+        // Fragment header cut by the payload length.
+        let mut frag = UDP6_FRAG_LATER;
+        frag[14 + 5] = 4;
+        assert_eq!(parse(&frag[..14 + 44]), Err(Error::Truncated));
+    }
+
+    #[test]
+    fn test_parse_icmp_error() {
+        let headers = parse(&ICMP4_FRAG_NEEDED).unwrap();
+        assert_eq!(
+            parse_icmp_error(&ICMP4_FRAG_NEEDED, &headers),
+            Ok(QuotedFlow {
+                src: v4(198, 18, 100, 10),
+                dst: v4(198, 18, 0, 1),
+                l4_proto: protocol::TCP,
+                src_port: 80,
+                dst_port: 40000,
+            })
+        );
+        let headers = parse(&ICMP6_PTB).unwrap();
+        assert_eq!(
+            parse_icmp_error(&ICMP6_PTB, &headers),
+            Ok(QuotedFlow {
+                src: v6("2001:db8:100::10"),
+                dst: v6("2001:db8::1"),
+                l4_proto: protocol::UDP,
+                src_port: 53,
+                dst_port: 5353,
+            })
+        );
+    }
+
+    #[test]
+    fn test_parse_icmp_error_rejects() {
+        let echo = parse(&ICMP4_ECHO).unwrap();
+        assert_eq!(parse_icmp_error(&ICMP4_ECHO, &echo), Err(Error::Unsupported));
+        let echo6 = parse(&ICMP6_ECHO).unwrap();
+        assert_eq!(parse_icmp_error(&ICMP6_ECHO, &echo6), Err(Error::Unsupported));
+        let tcp = parse(&TCP4_VLAN).unwrap();
+        assert_eq!(parse_icmp_error(&TCP4_VLAN, &tcp), Err(Error::Unsupported));
+        // A quote cut before the ports.
+        let mut short = parse(&ICMP4_FRAG_NEEDED).unwrap();
+        short.l4_len = 8 + 20 + 2;
+        assert_eq!(parse_icmp_error(&ICMP4_FRAG_NEEDED, &short), Err(Error::Truncated));
+        // A quote that is not IPv4.
+        let mut not_ip = ICMP4_FRAG_NEEDED;
+        not_ip[14 + 20 + 8] = 0x65;
+        let headers = parse(&not_ip).unwrap();
+        assert_eq!(parse_icmp_error(&not_ip, &headers), Err(Error::Malformed));
+        // Headers from another, longer frame.
+        let headers = parse(&ICMP6_PTB).unwrap();
+        assert_eq!(parse_icmp_error(&ICMP6_PTB[..60], &headers), Err(Error::Truncated));
+    }
+}
