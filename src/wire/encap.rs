@@ -454,10 +454,16 @@ mod tests {
 
     #[test]
     fn test_gue_check_len() {
-        assert_eq!(GuePacket::new_checked(&GUE_BYTES[..3]), Err(Error::Truncated));
+        assert_eq!(
+            GuePacket::new_checked(&GUE_BYTES[..3]),
+            Err(Error::Truncated)
+        );
         // Hlen 2 announces 8 bytes of optional fields that are not there.
         let with_options = [0x02, 0x04, 0x00, 0x00, 0x45, 0x00];
-        assert_eq!(GuePacket::new_checked(&with_options[..]), Err(Error::Truncated));
+        assert_eq!(
+            GuePacket::new_checked(&with_options[..]),
+            Err(Error::Truncated)
+        );
         let control = [0x20, 0x00, 0x00, 0x00];
         assert!(GuePacket::new_checked(&control[..]).unwrap().control());
     }
@@ -497,7 +503,10 @@ mod tests {
         let outer = parse(&frame[..len]).unwrap();
         assert_eq!(outer.src, IpAddr::V4(OUTER_SRC4));
         assert_eq!(outer.dst, IpAddr::V4(OUTER_DST4));
-        assert_eq!((outer.ttl, outer.l4_proto, outer.l4_offset, outer.l4_len), (64, 4, 34, 36));
+        assert_eq!(
+            (outer.ttl, outer.l4_proto, outer.l4_offset, outer.l4_len),
+            (64, 4, 34, 36)
+        );
         assert_eq!(frame[34..len], ICMP4_ECHO[14..]);
         let inner = parse_inner(&frame, 34, len, ETHERTYPE_IPV4);
         assert_eq!(inner.l4_proto, protocol::ICMP);
@@ -508,16 +517,31 @@ mod tests {
     fn test_ipip_vlan_tos_and_padding() {
         let mut fixture = TCP4_VLAN;
         fixture[18 + 1] = 0xb9; // DSCP 46 (EF), ECN 01
-        // Received with 20 bytes of padding: not carried into the tunnel.
+                                // Received with 20 bytes of padding: not carried into the tunnel.
         let mut frame = chunk(&fixture);
-        let len = ipip(&mut frame, fixture.len() + 20, 18, OUTER_SRC4, OUTER_DST4, 9).unwrap();
+        let len = ipip(
+            &mut frame,
+            fixture.len() + 20,
+            18,
+            OUTER_SRC4,
+            OUTER_DST4,
+            9,
+        )
+        .unwrap();
         assert_eq!(len, fixture.len() + 20);
-        assert_eq!(frame[12..18], fixture[12..18], "VLAN tag and EtherType kept");
+        assert_eq!(
+            frame[12..18],
+            fixture[12..18],
+            "VLAN tag and EtherType kept"
+        );
         let outer = Ipv4Packet::new_checked(&frame[18..len]).unwrap();
         assert_eq!((outer.dscp(), outer.ecn(), outer.hop_limit()), (46, 1, 9));
         assert_eq!(frame[38..len], fixture[18..]);
         let parsed = parse(&frame[..len]).unwrap();
-        assert_eq!((parsed.vlan_id, parsed.l4_proto), (Some(100), protocol::IPV4));
+        assert_eq!(
+            (parsed.vlan_id, parsed.l4_proto),
+            (Some(100), protocol::IPV4)
+        );
     }
 
     #[test]
@@ -541,7 +565,10 @@ mod tests {
             assert_eq!(frame[12..14], ETHERTYPE_IPV6.to_be_bytes());
             let outer = parse(&frame[..len]).unwrap();
             assert_eq!(outer.l3, L3::Ipv6);
-            assert_eq!((outer.src, outer.dst), (IpAddr::V6(OUTER_SRC6), IpAddr::V6(OUTER_DST6)));
+            assert_eq!(
+                (outer.src, outer.dst),
+                (IpAddr::V6(OUTER_SRC6), IpAddr::V6(OUTER_DST6))
+            );
             assert_eq!((outer.ttl, outer.l4_proto), (33, next_header));
             assert_eq!(usize::from(outer.l4_len), fixture.len() - 14);
             assert_eq!(frame[54..len], fixture[14..]);
@@ -557,14 +584,24 @@ mod tests {
         let len = gue(&mut frame, ICMP4_ECHO.len(), 14, src, dst, 49152, 6080, 64).unwrap();
         assert_eq!(len, ICMP4_ECHO.len() + 40 + 8 + 4);
         let outer = parse(&frame[..len]).unwrap();
-        assert_eq!((outer.l4_proto, outer.src_port, outer.dst_port), (protocol::UDP, 49152, 6080));
+        assert_eq!(
+            (outer.l4_proto, outer.src_port, outer.dst_port),
+            (protocol::UDP, 49152, 6080)
+        );
         let udp = &frame[54..len];
         assert_eq!(usize::from(outer.l4_len), udp.len());
         assert_eq!(u16::from_be_bytes([udp[4], udp[5]]) as usize, udp.len());
         assert_ne!(u16::from_be_bytes([udp[6], udp[7]]), 0);
-        assert_eq!(checksum::l4(src, dst, protocol::UDP, udp), 0, "UDP checksum verifies");
+        assert_eq!(
+            checksum::l4(src, dst, protocol::UDP, udp),
+            0,
+            "UDP checksum verifies"
+        );
         let gue = GuePacket::new_checked(&udp[8..]).unwrap();
-        assert_eq!((gue.version(), gue.control(), gue.proto_ctype()), (0, false, protocol::IPV4));
+        assert_eq!(
+            (gue.version(), gue.control(), gue.proto_ctype()),
+            (0, false, protocol::IPV4)
+        );
         assert_eq!(gue.payload(), &ICMP4_ECHO[14..]);
     }
 
@@ -590,18 +627,45 @@ mod tests {
         let dst4 = IpAddr::V4(OUTER_DST4);
         let mut exact = ICMP4_ECHO;
         let len = exact.len();
-        assert_eq!(ipip(&mut exact, len, 14, OUTER_SRC4, OUTER_DST4, 64), Err(Error::Truncated));
-        assert_eq!(ip6ip(&mut exact, len, 14, OUTER_SRC6, OUTER_DST6, 64), Err(Error::Truncated));
+        assert_eq!(
+            ipip(&mut exact, len, 14, OUTER_SRC4, OUTER_DST4, 64),
+            Err(Error::Truncated)
+        );
+        assert_eq!(
+            ip6ip(&mut exact, len, 14, OUTER_SRC6, OUTER_DST6, 64),
+            Err(Error::Truncated)
+        );
         let (v4, v4d) = (IpAddr::V4(OUTER_SRC4), dst4);
-        assert_eq!(gue(&mut exact, len, 14, v4, v4d, 1, 2, 64), Err(Error::Truncated));
-        assert_eq!(gue(&mut exact, len, 14, src6, dst4, 1, 2, 64), Err(Error::Malformed));
+        assert_eq!(
+            gue(&mut exact, len, 14, v4, v4d, 1, 2, 64),
+            Err(Error::Truncated)
+        );
+        assert_eq!(
+            gue(&mut exact, len, 14, src6, dst4, 1, 2, 64),
+            Err(Error::Malformed)
+        );
         assert_eq!(exact, ICMP4_ECHO);
         let mut frame = chunk(&ICMP4_ECHO);
-        assert_eq!(ipip(&mut frame, 300, 14, OUTER_SRC4, OUTER_DST4, 64), Err(Error::Truncated));
-        assert_eq!(ipip(&mut frame, len, 60, OUTER_SRC4, OUTER_DST4, 64), Err(Error::Malformed));
-        assert_eq!(ipip(&mut frame, len, 4, OUTER_SRC4, OUTER_DST4, 64), Err(Error::Malformed));
-        assert_eq!(ipip(&mut frame, 30, 14, OUTER_SRC4, OUTER_DST4, 64), Err(Error::Truncated));
+        assert_eq!(
+            ipip(&mut frame, 300, 14, OUTER_SRC4, OUTER_DST4, 64),
+            Err(Error::Truncated)
+        );
+        assert_eq!(
+            ipip(&mut frame, len, 60, OUTER_SRC4, OUTER_DST4, 64),
+            Err(Error::Malformed)
+        );
+        assert_eq!(
+            ipip(&mut frame, len, 4, OUTER_SRC4, OUTER_DST4, 64),
+            Err(Error::Malformed)
+        );
+        assert_eq!(
+            ipip(&mut frame, 30, 14, OUTER_SRC4, OUTER_DST4, 64),
+            Err(Error::Truncated)
+        );
         frame[14] = 0x15;
-        assert_eq!(ipip(&mut frame, len, 14, OUTER_SRC4, OUTER_DST4, 64), Err(Error::Malformed));
+        assert_eq!(
+            ipip(&mut frame, len, 14, OUTER_SRC4, OUTER_DST4, 64),
+            Err(Error::Malformed)
+        );
     }
 }

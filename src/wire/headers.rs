@@ -563,18 +563,30 @@ mod tests {
         assert_eq!((first.src_port, first.dst_port), (0, 0));
         let later = parse(&UDP6_FRAG_LATER).unwrap();
         assert!(later.fragment);
-        assert_eq!((later.l4_proto, later.l4_offset, later.l4_len), (protocol::UDP, 62, 8));
+        assert_eq!(
+            (later.l4_proto, later.l4_offset, later.l4_len),
+            (protocol::UDP, 62, 8)
+        );
         assert_eq!((later.src_port, later.dst_port), (0, 0));
         let later4 = parse(&TCP4_FRAG_LATER).unwrap();
         assert!(later4.fragment);
-        assert_eq!((later4.l4_proto, later4.l4_offset, later4.l4_len), (protocol::TCP, 34, 16));
-        assert_eq!((later4.src_port, later4.dst_port, later4.tcp_flags), (0, 0, 0));
+        assert_eq!(
+            (later4.l4_proto, later4.l4_offset, later4.l4_len),
+            (protocol::TCP, 34, 16)
+        );
+        assert_eq!(
+            (later4.src_port, later4.dst_port, later4.tcp_flags),
+            (0, 0, 0)
+        );
         // First IPv4 fragment: MF set, offset 0; the ports are there but not reported.
         let mut first4 = UDP4_OPTIONS;
         first4[14 + 6] = 0x20;
         let first4 = parse(&first4).unwrap();
         assert!(first4.fragment);
-        assert_eq!((first4.l4_offset, first4.src_port, first4.dst_port), (42, 0, 0));
+        assert_eq!(
+            (first4.l4_offset, first4.src_port, first4.dst_port),
+            (42, 0, 0)
+        );
     }
 
     #[test]
@@ -617,11 +629,27 @@ mod tests {
         };
         assert_eq!(with_byte(14, 0x44), Err(Error::Malformed), "IHL < 5");
         assert_eq!(with_byte(14, 0x4f), Err(Error::Truncated), "IHL past end");
-        assert_eq!(with_byte(14, 0x65), Err(Error::Malformed), "version 6 in IPv4");
-        assert_eq!(with_byte(16, 0x01), Err(Error::Truncated), "total length past frame");
-        assert_eq!(with_byte(17, 0x14), Err(Error::Malformed), "total length < IHL");
+        assert_eq!(
+            with_byte(14, 0x65),
+            Err(Error::Malformed),
+            "version 6 in IPv4"
+        );
+        assert_eq!(
+            with_byte(16, 0x01),
+            Err(Error::Truncated),
+            "total length past frame"
+        );
+        assert_eq!(
+            with_byte(17, 0x14),
+            Err(Error::Malformed),
+            "total length < IHL"
+        );
         assert_eq!(with_byte(47, 0x04), Err(Error::Malformed), "UDP length < 8");
-        assert_eq!(with_byte(47, 0x0b), Err(Error::Truncated), "UDP length past IP");
+        assert_eq!(
+            with_byte(47, 0x0b),
+            Err(Error::Truncated),
+            "UDP length past IP"
+        );
         assert_eq!(parse(&UDP4_OPTIONS[..14 + 19]), Err(Error::Truncated));
         let mut tcp = TCP4_VLAN;
         tcp[18 + 20 + 12] = 0x40;
@@ -630,7 +658,11 @@ mod tests {
         assert_eq!(parse(&tcp), Err(Error::Truncated), "TCP options past IP");
         let mut arp = ARP_REQUEST;
         arp[14 + 5] = 16;
-        assert_eq!(parse(&arp), Err(Error::Unsupported), "ARP for a 16-byte protocol");
+        assert_eq!(
+            parse(&arp),
+            Err(Error::Unsupported),
+            "ARP for a 16-byte protocol"
+        );
     }
 
     /// Ethernet + IPv6 + `count` destination-options headers + an 8-byte UDP header.
@@ -638,9 +670,17 @@ mod tests {
         let mut frame = UDP6_EXT[..14 + 40].to_vec();
         let payload_len = (count * 8 + 8) as u16;
         frame[14 + 4..14 + 6].copy_from_slice(&payload_len.to_be_bytes());
-        frame[14 + 6] = if count == 0 { protocol::UDP } else { protocol::DEST_OPTS };
+        frame[14 + 6] = if count == 0 {
+            protocol::UDP
+        } else {
+            protocol::DEST_OPTS
+        };
         for index in 0..count {
-            let next = if index + 1 == count { protocol::UDP } else { protocol::DEST_OPTS };
+            let next = if index + 1 == count {
+                protocol::UDP
+            } else {
+                protocol::DEST_OPTS
+            };
             // PadN option of 4 bytes fills the header to 8.
             frame.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
         }
@@ -666,7 +706,10 @@ mod tests {
         short[14 + 5] = 12;
         assert_eq!(parse(&short), Err(Error::Truncated));
         // Payload length past the frame.
-        assert_eq!(parse(&UDP6_EXT[..UDP6_EXT.len() - 1]), Err(Error::Truncated));
+        assert_eq!(
+            parse(&UDP6_EXT[..UDP6_EXT.len() - 1]),
+            Err(Error::Truncated)
+        );
         // Hop-by-hop header claiming 16 bytes more than there are.
         let mut long = UDP6_EXT;
         long[14 + 40 + 1] = 4;
@@ -710,15 +753,24 @@ mod tests {
     #[test]
     fn test_parse_icmp_error_rejects() {
         let echo = parse(&ICMP4_ECHO).unwrap();
-        assert_eq!(parse_icmp_error(&ICMP4_ECHO, &echo), Err(Error::Unsupported));
+        assert_eq!(
+            parse_icmp_error(&ICMP4_ECHO, &echo),
+            Err(Error::Unsupported)
+        );
         let echo6 = parse(&ICMP6_ECHO).unwrap();
-        assert_eq!(parse_icmp_error(&ICMP6_ECHO, &echo6), Err(Error::Unsupported));
+        assert_eq!(
+            parse_icmp_error(&ICMP6_ECHO, &echo6),
+            Err(Error::Unsupported)
+        );
         let tcp = parse(&TCP4_VLAN).unwrap();
         assert_eq!(parse_icmp_error(&TCP4_VLAN, &tcp), Err(Error::Unsupported));
         // A quote cut before the ports.
         let mut short = parse(&ICMP4_FRAG_NEEDED).unwrap();
         short.l4_len = 8 + 20 + 2;
-        assert_eq!(parse_icmp_error(&ICMP4_FRAG_NEEDED, &short), Err(Error::Truncated));
+        assert_eq!(
+            parse_icmp_error(&ICMP4_FRAG_NEEDED, &short),
+            Err(Error::Truncated)
+        );
         // A quote that is not IPv4.
         let mut not_ip = ICMP4_FRAG_NEEDED;
         not_ip[14 + 20 + 8] = 0x65;
@@ -726,6 +778,9 @@ mod tests {
         assert_eq!(parse_icmp_error(&not_ip, &headers), Err(Error::Malformed));
         // Headers from another, longer frame.
         let headers = parse(&ICMP6_PTB).unwrap();
-        assert_eq!(parse_icmp_error(&ICMP6_PTB[..60], &headers), Err(Error::Truncated));
+        assert_eq!(
+            parse_icmp_error(&ICMP6_PTB[..60], &headers),
+            Err(Error::Truncated)
+        );
     }
 }

@@ -13,8 +13,8 @@ use super::headers::{parse, protocol, Headers, L3};
 use super::{checksum, Error, Result, ETHERNET_MIN_FRAME_LEN};
 
 const ARP_IPV4_LEN: usize = 28;
-const ARP_REQUEST: u16 = 1;
-const ARP_REPLY: u16 = 2;
+const ARP_OP_REQUEST: u16 = 1;
+const ARP_OP_REPLY: u16 = 2;
 const ICMPV4_ECHO_REQUEST: u8 = 8;
 const ICMPV4_ECHO_REPLY: u8 = 0;
 const ICMPV6_ECHO_REQUEST: u8 = 128;
@@ -72,7 +72,7 @@ fn arp_packet<'a>(frame: &'a [u8], headers: &Headers) -> Option<ArpPacket<&'a [u
 #[inline]
 pub fn arp_request_target(frame: &[u8], headers: &Headers) -> Option<Ipv4Addr> {
     let arp = arp_packet(frame, headers)?;
-    if u16::from(arp.operation()) != ARP_REQUEST {
+    if u16::from(arp.operation()) != ARP_OP_REQUEST {
         return None;
     }
     let target: [u8; 4] = arp.target_protocol_addr().try_into().ok()?;
@@ -102,7 +102,7 @@ pub fn arp_reply(frame: &mut [u8], our_mac: [u8; 6]) -> Result<usize> {
     };
     //# RFC 826: swap hardware and protocol fields, putting the local hardware and protocol
     //# addresses in the sender fields. Set the ar$op field to ares_op$REPLY.
-    arp.set_operation(ARP_REPLY.into());
+    arp.set_operation(ARP_OP_REPLY.into());
     arp.set_source_hardware_addr(&our_mac);
     arp.set_source_protocol_addr(&target_ip);
     arp.set_target_hardware_addr(&asker_mac);
@@ -298,4 +298,200 @@ pub fn ndp_advert(frame: &mut [u8], headers: &Headers, our_mac: [u8; 6]) -> Resu
     let sum = checksum::l4(IpAddr::V6(target), IpAddr::V6(dst), protocol::ICMPV6, icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
     Ok(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::fixtures::*;
+
+    const OUR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+    const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 10);
+    const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x10);
+
+    // Expected replies, built with scapy.
+    // Ether / ARP is at 02:00:00:00:00:02 says 198.18.100.10 / Raw
+    #[rustfmt::skip]
+    static ARP_REPLY: [u8; 60] = [
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02,
+        0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x02, 0x02, 0x00,
+        0x00, 0x00, 0x00, 0x02, 0xc6, 0x12, 0x64, 0x0a, 0x02, 0x00, 0x00, 0x00,
+        0x00, 0x01, 0xc6, 0x12, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    ];
+    // Ether / IP / ICMP 198.18.100.10 > 198.18.0.1 echo-reply 0 / Raw
+    #[rustfmt::skip]
+    static ICMP4_ECHO_REPLY: [u8; 60] = [
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02,
+        0x08, 0x00, 0x45, 0x00, 0x00, 0x24, 0x00, 0x05, 0x00, 0x00, 0x40, 0x01,
+        0x8a, 0xa4, 0xc6, 0x12, 0x64, 0x0a, 0xc6, 0x12, 0x00, 0x01, 0x00, 0x00,
+        0x36, 0x37, 0x12, 0x34, 0x00, 0x01, 0x70, 0x69, 0x6e, 0x67, 0x64, 0x61,
+        0x74, 0x61, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    ];
+    // Ether / IPv6 / ICMPv6 Echo Reply (id: 0x1234 seq: 0x1)
+    #[rustfmt::skip]
+    static ICMP6_ECHO_REPLY: [u8; 70] = [
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02,
+        0x86, 0xdd, 0x60, 0x00, 0x00, 0x00, 0x00, 0x10, 0x3a, 0x40, 0x20, 0x01,
+        0x0d, 0xb8, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x10, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x81, 0x00, 0x58, 0x69, 0x12, 0x34,
+        0x00, 0x01, 0x70, 0x69, 0x6e, 0x67, 0x64, 0x61, 0x74, 0x61,
+    ];
+    // Ether / IPv6 / ICMPv6ND_NA / ICMPv6 Neighbor Discovery Option - Destination Link-Layer Address 02:00:00:00:00:02
+    #[rustfmt::skip]
+    static NDP_NA: [u8; 86] = [
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02,
+        0x86, 0xdd, 0x60, 0x00, 0x00, 0x00, 0x00, 0x20, 0x3a, 0xff, 0x20, 0x01,
+        0x0d, 0xb8, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x10, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x88, 0x00, 0x88, 0x55, 0x60, 0x00,
+        0x00, 0x00, 0x20, 0x01, 0x0d, 0xb8, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x02, 0x01, 0x02, 0x00, 0x00, 0x00,
+        0x00, 0x02,
+    ];
+    // Ether / IPv6 / ICMPv6 Neighbor Discovery - Neighbor Solicitation (tgt: 2001:db8:100::10)
+    #[rustfmt::skip]
+    static NDP_DAD_NS: [u8; 78] = [
+        0x33, 0x33, 0xff, 0x00, 0x00, 0x10, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
+        0x86, 0xdd, 0x60, 0x00, 0x00, 0x00, 0x00, 0x18, 0x3a, 0xff, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0xff, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x01, 0xff, 0x00, 0x00, 0x10, 0x87, 0x00, 0x4b, 0xcf, 0x00, 0x00,
+        0x00, 0x00, 0x20, 0x01, 0x0d, 0xb8, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x10,
+    ];
+    // Ether / IPv6 / ICMPv6ND_NA / ICMPv6 Neighbor Discovery Option - Destination Link-Layer Address 02:00:00:00:00:02
+    #[rustfmt::skip]
+    static NDP_DAD_NA: [u8; 86] = [
+        0x33, 0x33, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02,
+        0x86, 0xdd, 0x60, 0x00, 0x00, 0x00, 0x00, 0x20, 0x3a, 0xff, 0x20, 0x01,
+        0x0d, 0xb8, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x10, 0xff, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x88, 0x00, 0xf7, 0x0b, 0x20, 0x00,
+        0x00, 0x00, 0x20, 0x01, 0x0d, 0xb8, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x02, 0x01, 0x02, 0x00, 0x00, 0x00,
+        0x00, 0x02,
+    ];
+
+    /// `fixture` in a 256-byte buffer whose tail is not zero, as a reused UMEM chunk is.
+    fn chunk(fixture: &[u8]) -> [u8; 256] {
+        let mut buffer = [0xa5u8; 256];
+        buffer[..fixture.len()].copy_from_slice(fixture);
+        buffer
+    }
+
+    #[test]
+    fn test_arp_reply() {
+        let headers = parse(&ARP_REQUEST).unwrap();
+        assert_eq!(arp_request_target(&ARP_REQUEST, &headers), Some(VIP4));
+        let mut frame = ARP_REQUEST;
+        assert_eq!(arp_reply(&mut frame, OUR_MAC), Ok(60));
+        assert_eq!(frame, ARP_REPLY);
+        // A reply is not a request: no target, no answer.
+        let headers = parse(&ARP_REPLY).unwrap();
+        assert_eq!(arp_request_target(&ARP_REPLY, &headers), None);
+        assert_eq!(arp_reply(&mut frame, OUR_MAC), Err(Error::Unsupported));
+        let mut not_arp = ICMP4_ECHO;
+        assert_eq!(arp_reply(&mut not_arp, OUR_MAC), Err(Error::Unsupported));
+    }
+
+    #[test]
+    fn test_icmpv4_echo_reply() {
+        let mut frame = chunk(&ICMP4_ECHO);
+        let headers = parse(&frame).unwrap();
+        assert_eq!(icmpv4_echo_reply(&mut frame, &headers), Ok(60));
+        assert_eq!(frame[..60], ICMP4_ECHO_REPLY);
+        // Unpadded when the buffer is the received frame.
+        let mut exact = ICMP4_ECHO;
+        assert_eq!(
+            icmpv4_echo_reply(&mut exact, &headers),
+            Ok(ICMP4_ECHO.len())
+        );
+        assert_eq!(exact, ICMP4_ECHO_REPLY[..ICMP4_ECHO.len()]);
+        // The reply itself is not answered.
+        let headers = parse(&ICMP4_ECHO_REPLY).unwrap();
+        let mut reply = ICMP4_ECHO_REPLY;
+        assert_eq!(
+            icmpv4_echo_reply(&mut reply, &headers),
+            Err(Error::Unsupported)
+        );
+        let mut tcp = TCP4_VLAN;
+        let headers = parse(&tcp).unwrap();
+        assert_eq!(
+            icmpv4_echo_reply(&mut tcp, &headers),
+            Err(Error::Unsupported)
+        );
+    }
+
+    #[test]
+    fn test_icmpv6_echo_reply() {
+        let mut frame = chunk(&ICMP6_ECHO);
+        let headers = parse(&frame).unwrap();
+        assert_eq!(
+            icmpv6_echo_reply(&mut frame, &headers),
+            Ok(ICMP6_ECHO_REPLY.len())
+        );
+        assert_eq!(frame[..ICMP6_ECHO_REPLY.len()], ICMP6_ECHO_REPLY);
+        let headers = parse(&ICMP6_ECHO_REPLY).unwrap();
+        let mut reply = ICMP6_ECHO_REPLY;
+        assert_eq!(
+            icmpv6_echo_reply(&mut reply, &headers),
+            Err(Error::Unsupported)
+        );
+    }
+
+    #[test]
+    fn test_ndp_advert() {
+        let headers = parse(&NDP_NS).unwrap();
+        assert_eq!(ndp_solicit_target(&NDP_NS, &headers), Some(VIP6));
+        let mut frame = chunk(&NDP_NS);
+        assert_eq!(ndp_advert(&mut frame, &headers, OUR_MAC), Ok(NDP_NA.len()));
+        assert_eq!(frame[..NDP_NA.len()], NDP_NA);
+    }
+
+    #[test]
+    fn test_ndp_advert_for_duplicate_address_detection() {
+        let headers = parse(&NDP_DAD_NS).unwrap();
+        assert_eq!(ndp_solicit_target(&NDP_DAD_NS, &headers), Some(VIP6));
+        let mut frame = chunk(&NDP_DAD_NS);
+        assert_eq!(
+            ndp_advert(&mut frame, &headers, OUR_MAC),
+            Ok(NDP_DAD_NA.len())
+        );
+        assert_eq!(frame[..NDP_DAD_NA.len()], NDP_DAD_NA);
+        // The solicitation without options is 8 bytes shorter than the advertisement.
+        let mut exact = NDP_DAD_NS;
+        assert_eq!(
+            ndp_advert(&mut exact, &headers, OUR_MAC),
+            Err(Error::Truncated)
+        );
+    }
+
+    #[test]
+    fn test_ndp_solicit_validity() {
+        let headers = parse(&NDP_NS).unwrap();
+        let check = |at: usize, value: u8| {
+            let mut frame = NDP_NS;
+            frame[at] = value;
+            let headers = parse(&frame).unwrap();
+            ndp_solicit_target(&frame, &headers)
+        };
+        assert_eq!(check(14 + 7, 64), None, "hop limit not 255");
+        assert_eq!(check(14 + 40 + 1, 1), None, "code not 0");
+        assert_eq!(check(14 + 40 + 4, 1), None, "bad checksum");
+        assert_eq!(check(14 + 40, NDP_ADVERT), None, "an advertisement");
+        let mut short = headers;
+        short.l4_len = 20;
+        assert_eq!(ndp_solicit_target(&NDP_NS, &short), None);
+        assert_eq!(
+            ndp_solicit_target(&ICMP6_ECHO, &parse(&ICMP6_ECHO).unwrap()),
+            None
+        );
+        let mut echo = ICMP6_ECHO;
+        assert_eq!(
+            ndp_advert(&mut echo, &parse(&ICMP6_ECHO).unwrap(), OUR_MAC),
+            Err(Error::Unsupported)
+        );
+    }
 }
