@@ -131,7 +131,12 @@ proptest! {
 
     /// Encapsulation with offsets and lengths that need not match the frame.
     #[test]
-    fn encap_never_panics(frame in any_frame(), len in 0usize..300, l3 in 0usize..64, room in 0usize..80) {
+    fn encap_never_panics(
+        frame in any_frame(),
+        len in 0usize..300,
+        l3 in 0usize..64,
+        room in 0usize..80,
+    ) {
         let mut buffer = frame;
         buffer.resize(buffer.len() + room, 0);
         let v4 = Ipv4Addr::new(198, 18, 1, 1);

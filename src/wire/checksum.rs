@@ -178,7 +178,11 @@ mod tests {
 
     proptest! {
         #[test]
-        fn update_u16_equals_recompute(mut data in data_with_checksum(), at in 1usize..40, new in any::<u16>()) {
+        fn update_u16_equals_recompute(
+            mut data in data_with_checksum(),
+            at in 1usize..40,
+            new in any::<u16>(),
+        ) {
             store_checksum(&mut data);
             let word_at = 4 + 2 * (at % ((data.len() - 4) / 2));
             let old = u16::from_be_bytes([data[word_at], data[word_at + 1]]);
@@ -190,7 +194,10 @@ mod tests {
         }
 
         #[test]
-        fn update_bytes_equals_recompute(mut data in data_with_checksum(), new in proptest::collection::vec(any::<u8>(), 16)) {
+        fn update_bytes_equals_recompute(
+            mut data in data_with_checksum(),
+            new in proptest::collection::vec(any::<u8>(), 16),
+        ) {
             store_checksum(&mut data);
             let span = (data.len() - 4).min(new.len());
             let stored = u16::from_be_bytes([data[0], data[1]]);
@@ -201,8 +208,14 @@ mod tests {
         }
 
         #[test]
-        fn address_rewrite_keeps_l4_valid(src in any::<[u8; 4]>(), dst in any::<[u8; 4]>(), new_dst in any::<[u8; 4]>(), payload in proptest::collection::vec(any::<u8>(), 8..64)) {
-            let (src, dst, new_dst) = (Ipv4Addr::from(src), Ipv4Addr::from(dst), Ipv4Addr::from(new_dst));
+        fn address_rewrite_keeps_l4_valid(
+            src in any::<[u8; 4]>(),
+            dst in any::<[u8; 4]>(),
+            new_dst in any::<[u8; 4]>(),
+            payload in proptest::collection::vec(any::<u8>(), 8..64),
+        ) {
+            let (src, dst) = (Ipv4Addr::from(src), Ipv4Addr::from(dst));
+            let new_dst = Ipv4Addr::from(new_dst);
             let mut segment = payload;
             segment[6..8].fill(0);
             let stored = l4(src.into(), dst.into(), 17, &segment);

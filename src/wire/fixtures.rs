@@ -22,7 +22,8 @@ pub static UDP4_OPTIONS: [u8; 52] = [
     0x92, 0x22, 0x68, 0x69,
 ];
 
-/// UDP [2001:db8::1]:1000 -> [2001:db8:100::10]:2000 behind hop-by-hop and destination-options headers, payload "abcd".
+/// UDP `[2001:db8::1]:1000` -> `[2001:db8:100::10]:2000` behind hop-by-hop and destination-options
+/// headers, payload "abcd".
 #[rustfmt::skip]
 pub static UDP6_EXT: [u8; 82] = [
     0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
@@ -109,7 +110,8 @@ pub static ICMP6_ECHO: [u8; 70] = [
     0x00, 0x01, 0x70, 0x69, 0x6e, 0x67, 0x64, 0x61, 0x74, 0x61,
 ];
 
-/// Neighbor solicitation from 2001:db8::1 for target 2001:db8:100::10, with a source link-layer address option.
+/// Neighbor solicitation from 2001:db8::1 for target 2001:db8:100::10, with a source link-layer
+/// address option.
 #[rustfmt::skip]
 pub static NDP_NS: [u8; 86] = [
     0x33, 0x33, 0xff, 0x00, 0x00, 0x10, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
@@ -122,7 +124,8 @@ pub static NDP_NS: [u8; 86] = [
     0x00, 0x01,
 ];
 
-/// ICMPv4 fragmentation needed (MTU 1400) to 198.18.100.10, quoting TCP 198.18.100.10:80 -> 198.18.0.1:40000.
+/// ICMPv4 fragmentation needed (MTU 1400) to 198.18.100.10, quoting TCP 198.18.100.10:80 ->
+/// 198.18.0.1:40000.
 #[rustfmt::skip]
 pub static ICMP4_FRAG_NEEDED: [u8; 70] = [
     0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
@@ -133,7 +136,8 @@ pub static ICMP4_FRAG_NEEDED: [u8; 70] = [
     0x00, 0x01, 0x00, 0x50, 0x9c, 0x40, 0x00, 0x00, 0x00, 0x05,
 ];
 
-/// ICMPv6 packet too big (MTU 1280) to 2001:db8:100::10, quoting UDP [2001:db8:100::10]:53 -> [2001:db8::1]:5353.
+/// ICMPv6 packet too big (MTU 1280) to 2001:db8:100::10, quoting UDP `[2001:db8:100::10]:53` ->
+/// `[2001:db8::1]:5353`.
 #[rustfmt::skip]
 pub static ICMP6_PTB: [u8; 110] = [
     0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01,

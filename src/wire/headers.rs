@@ -373,10 +373,10 @@ fn read_l4(headers: &mut Headers, l4: &[u8]) -> Result<()> {
             headers.src_port = be16(l4, 0)?;
             headers.dst_port = be16(l4, 2)?;
         }
-        protocol::ICMP | protocol::ICMPV6 => {
-            if l4.len() < ICMP_HEADER_LEN {
-                return Err(Error::Truncated);
-            }
+        //# RFC 792, RFC 4443 §2.1: every message starts with type, code, checksum and a
+        //# 32-bit field (identifier/sequence, MTU, pointer or unused).
+        protocol::ICMP | protocol::ICMPV6 if l4.len() < ICMP_HEADER_LEN => {
+            return Err(Error::Truncated);
         }
         _ => {}
     }
