@@ -63,9 +63,10 @@ fn arp_packet<'a>(frame: &'a [u8], headers: &Headers) -> Option<ArpPacket<&'a [u
         return None;
     }
     let start = usize::from(headers.l3_offset);
-    frame
-        .get(start..start + ARP_IPV4_LEN)
-        .map(ArpPacket::new_unchecked)
+    let arp = ArpPacket::new_unchecked(frame.get(start..start + ARP_IPV4_LEN)?);
+    // The accessors place fields by these lengths: check them here, not only in the parse
+    // that produced `headers`, so headers of another frame cannot make them panic.
+    (arp.hardware_len() == 6 && arp.protocol_len() == 4).then_some(arp)
 }
 
 /// The address an ARP request asks for, `None` for anything else.
@@ -394,6 +395,11 @@ mod tests {
         assert_eq!(arp_reply(&mut frame, OUR_MAC), Err(Error::Unsupported));
         let mut not_arp = ICMP4_ECHO;
         assert_eq!(arp_reply(&mut not_arp, OUR_MAC), Err(Error::Unsupported));
+        // Headers of a valid request applied to a frame with other address lengths.
+        let headers = parse(&ARP_REQUEST).unwrap();
+        let mut odd_lengths = ARP_REQUEST;
+        odd_lengths[14 + 4] = 7;
+        assert_eq!(arp_request_target(&odd_lengths, &headers), None);
     }
 
     #[test]
