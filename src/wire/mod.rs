@@ -7,6 +7,8 @@
 
 use core::fmt;
 
+pub mod sctp;
+
 /// Why bytes could not be read as a packet. Small on purpose (smoltcp's `wire::Error`):
 /// the fast path only needs to know that a frame is unusable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
