@@ -967,3 +967,375 @@ impl PacketRepr<'_> {
         bytes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Reference packets built by scapy (an independent SCTP implementation), checksum
+    // included.
+
+    /// INIT from 5000 to 38412 listing 198.18.0.2, Supported Address Types (length 6,
+    /// padded) and 2001:db8::2.
+    static INIT_PACKET: [u8; 68] = [
+        0x13, 0x88, 0x96, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x93, 0x03, 0xeb, 0x68, 0x01, 0x00, 0x00,
+        0x38, 0x11, 0x22, 0x33, 0x44, 0x00, 0x01, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x0a, 0x01, 0x02,
+        0x03, 0x04, 0x00, 0x05, 0x00, 0x08, 0xc6, 0x12, 0x00, 0x02, 0x00, 0x0c, 0x00, 0x06, 0x00,
+        0x05, 0x00, 0x00, 0x00, 0x06, 0x00, 0x14, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02,
+    ];
+
+    /// The same INIT with only the two address parameters.
+    static INIT_EMITTED: [u8; 60] = [
+        0x13, 0x88, 0x96, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x16, 0xf0, 0x36, 0x92, 0x01, 0x00, 0x00,
+        0x30, 0x11, 0x22, 0x33, 0x44, 0x00, 0x01, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x0a, 0x01, 0x02,
+        0x03, 0x04, 0x00, 0x05, 0x00, 0x08, 0xc6, 0x12, 0x00, 0x02, 0x00, 0x06, 0x00, 0x14, 0x20,
+        0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02,
+    ];
+
+    /// COOKIE-ECHO ("abcde", padded) bundled with DATA ("hi", padded), tag 0xdeadbeef.
+    static COOKIE_DATA_PACKET: [u8; 44] = [
+        0x13, 0x88, 0x96, 0x0c, 0xde, 0xad, 0xbe, 0xef, 0x8e, 0x51, 0xfa, 0xb5, 0x0a, 0x00, 0x00,
+        0x09, 0x61, 0x62, 0x63, 0x64, 0x65, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x12, 0x00, 0x00,
+        0x00, 0x07, 0x00, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00, 0x3c, 0x68, 0x69, 0x00, 0x00,
+    ];
+
+    /// ASCONF serial 42 from 198.18.0.1: Add-IP 198.18.0.3, Delete-IP ::, Set-Primary
+    /// 198.18.0.3.
+    static ASCONF_PACKET: [u8; 88] = [
+        0x13, 0x88, 0x96, 0x0c, 0xde, 0xad, 0xbe, 0xef, 0x95, 0x04, 0x69, 0x04, 0xc1, 0x00, 0x00,
+        0x4c, 0x00, 0x00, 0x00, 0x2a, 0x00, 0x05, 0x00, 0x08, 0xc6, 0x12, 0x00, 0x01, 0xc0, 0x01,
+        0x00, 0x10, 0x00, 0x00, 0x00, 0x01, 0x00, 0x05, 0x00, 0x08, 0xc6, 0x12, 0x00, 0x03, 0xc0,
+        0x02, 0x00, 0x1c, 0x00, 0x00, 0x00, 0x02, 0x00, 0x06, 0x00, 0x14, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc0, 0x04, 0x00,
+        0x10, 0x00, 0x00, 0x00, 0x03, 0x00, 0x05, 0x00, 0x08, 0xc6, 0x12, 0x00, 0x03,
+    ];
+
+    /// ABORT with the T bit set.
+    static ABORT_T_PACKET: [u8; 16] = [
+        0x13, 0x88, 0x96, 0x0c, 0xde, 0xad, 0xbe, 0xef, 0x29, 0xcb, 0xd3, 0xdd, 0x06, 0x01, 0x00,
+        0x04,
+    ];
+
+    /// HEARTBEAT (info "beat") then SHUTDOWN-COMPLETE with T=0.
+    static HEARTBEAT_SHUTDOWN_COMPLETE_PACKET: [u8; 28] = [
+        0x13, 0x88, 0x96, 0x0c, 0xde, 0xad, 0xbe, 0xef, 0x8c, 0xea, 0xb4, 0xd7, 0x04, 0x00, 0x00,
+        0x0c, 0x00, 0x01, 0x00, 0x08, 0x62, 0x65, 0x61, 0x74, 0x0e, 0x00, 0x00, 0x04,
+    ];
+
+    fn v4(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(198, 18, 0, last))
+    }
+
+    fn v6(last: u16) -> IpAddr {
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last))
+    }
+
+    fn chunks(bytes: &[u8]) -> Vec<Result<(ChunkType, usize)>> {
+        ChunkIter::new(bytes)
+            .map(|chunk| chunk.map(|chunk| (chunk.chunk_type(), chunk.len())))
+            .collect()
+    }
+
+    #[test]
+    fn test_parse_init() {
+        let packet = Packet::new_checked(&INIT_PACKET[..]).unwrap();
+        assert_eq!(packet.src_port(), 5000);
+        assert_eq!(packet.dst_port(), 38412);
+        assert_eq!(packet.verification_tag(), 0);
+        assert!(packet.verify_checksum());
+        let mut iter = packet.chunks();
+        let chunk = iter.next().unwrap().unwrap();
+        assert!(iter.next().is_none());
+        assert_eq!(chunk.chunk_type(), ChunkType::Init);
+        assert_eq!(chunk.len(), 56);
+        let init = InitChunk::new_checked(chunk).unwrap();
+        assert_eq!(init.initiate_tag(), 0x1122_3344);
+        assert_eq!(init.a_rwnd(), 65536);
+        assert_eq!(init.outbound_streams(), 10);
+        assert_eq!(init.inbound_streams(), 10);
+        assert_eq!(init.initial_tsn(), 0x0102_0304);
+        let types: Vec<u16> = init.params().map(|p| p.unwrap().param_type).collect();
+        assert_eq!(types, [5, 12, 6]);
+        let addresses: Vec<IpAddr> = init.addresses().map(|a| a.unwrap()).collect();
+        assert_eq!(addresses, [v4(2), v6(2)]);
+    }
+
+    #[test]
+    fn test_construct_init() {
+        let addresses = [v4(2), v6(2)];
+        let repr = PacketRepr {
+            src_port: 5000,
+            dst_port: 38412,
+            verification_tag: 0,
+            chunks: &[ChunkRepr::Init {
+                initiate_tag: 0x1122_3344,
+                a_rwnd: 65536,
+                outbound_streams: 10,
+                inbound_streams: 10,
+                initial_tsn: 0x0102_0304,
+                addresses: &addresses,
+            }],
+        };
+        assert_eq!(repr.buffer_len(), INIT_EMITTED.len());
+        assert_eq!(repr.to_vec(), INIT_EMITTED);
+    }
+
+    #[test]
+    fn test_deconstruct_cookie_echo_and_data() {
+        let packet = Packet::new_checked(&COOKIE_DATA_PACKET[..]).unwrap();
+        assert!(packet.verify_checksum());
+        assert_eq!(packet.verification_tag(), 0xdead_beef);
+        let all: Vec<Chunk<'_>> = packet.chunks().map(|c| c.unwrap()).collect();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].chunk_type(), ChunkType::CookieEcho);
+        assert_eq!(all[0].value(), b"abcde");
+        assert_eq!(all[1].chunk_type(), ChunkType::Data);
+        assert_eq!(all[1].flags(), 0x03);
+        assert_eq!(&all[1].value()[12..], b"hi");
+    }
+
+    #[test]
+    fn test_construct_cookie_echo_and_data() {
+        let repr = PacketRepr {
+            src_port: 5000,
+            dst_port: 38412,
+            verification_tag: 0xdead_beef,
+            chunks: &[
+                ChunkRepr::CookieEcho { cookie: b"abcde" },
+                ChunkRepr::Data {
+                    tsn: 7,
+                    stream_id: 1,
+                    stream_seq: 2,
+                    ppid: 60,
+                    payload: b"hi",
+                },
+            ],
+        };
+        assert_eq!(repr.to_vec(), COOKIE_DATA_PACKET);
+    }
+
+    #[test]
+    fn test_parse_asconf() {
+        let packet = Packet::new_checked(&ASCONF_PACKET[..]).unwrap();
+        let chunk = packet.chunks().next().unwrap().unwrap();
+        assert_eq!(chunk.chunk_type(), ChunkType::Asconf);
+        let asconf = AsconfChunk::new_checked(chunk).unwrap();
+        assert_eq!(asconf.serial(), 42);
+        assert_eq!(asconf.address(), v4(1));
+        let requests: Vec<AsconfRequest> = asconf.requests().map(|r| r.unwrap()).collect();
+        assert_eq!(requests.len(), 3);
+        assert_eq!(requests[0].kind, AsconfRequestKind::AddIp);
+        assert_eq!(requests[0].correlation_id, 1);
+        assert_eq!(requests[0].address, v4(3));
+        assert!(!requests[0].is_wildcard());
+        assert_eq!(requests[1].kind, AsconfRequestKind::DeleteIp);
+        assert!(requests[1].is_wildcard());
+        assert_eq!(requests[1].address, IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        assert_eq!(requests[2].kind, AsconfRequestKind::SetPrimary);
+        assert_eq!(requests[2].correlation_id, 3);
+    }
+
+    #[test]
+    fn test_construct_asconf() {
+        let requests = [
+            AsconfRequest {
+                kind: AsconfRequestKind::AddIp,
+                correlation_id: 1,
+                address: v4(3),
+            },
+            AsconfRequest {
+                kind: AsconfRequestKind::DeleteIp,
+                correlation_id: 2,
+                address: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            },
+            AsconfRequest {
+                kind: AsconfRequestKind::SetPrimary,
+                correlation_id: 3,
+                address: v4(3),
+            },
+        ];
+        let repr = PacketRepr {
+            src_port: 5000,
+            dst_port: 38412,
+            verification_tag: 0xdead_beef,
+            chunks: &[ChunkRepr::Asconf {
+                serial: 42,
+                address: v4(1),
+                requests: &requests,
+            }],
+        };
+        assert_eq!(repr.to_vec(), ASCONF_PACKET);
+    }
+
+    #[test]
+    fn test_t_bit_abort_and_shutdown_complete() {
+        let abort = Packet::new_checked(&ABORT_T_PACKET[..]).unwrap();
+        let chunk = abort.chunks().next().unwrap().unwrap();
+        assert_eq!(chunk.chunk_type(), ChunkType::Abort);
+        assert!(chunk.t_bit());
+        assert!(chunk.is_empty());
+        let repr = PacketRepr {
+            src_port: 5000,
+            dst_port: 38412,
+            verification_tag: 0xdead_beef,
+            chunks: &[ChunkRepr::Abort { reflected: true }],
+        };
+        assert_eq!(repr.to_vec(), ABORT_T_PACKET);
+
+        let packet = Packet::new_checked(&HEARTBEAT_SHUTDOWN_COMPLETE_PACKET[..]).unwrap();
+        let last = packet.chunks().last().unwrap().unwrap();
+        assert_eq!(last.chunk_type(), ChunkType::ShutdownComplete);
+        assert!(!last.t_bit());
+        let repr = PacketRepr {
+            src_port: 5000,
+            dst_port: 38412,
+            verification_tag: 0xdead_beef,
+            chunks: &[
+                ChunkRepr::Heartbeat { info: b"beat" },
+                ChunkRepr::ShutdownComplete { reflected: false },
+            ],
+        };
+        assert_eq!(repr.to_vec(), HEARTBEAT_SHUTDOWN_COMPLETE_PACKET);
+    }
+
+    #[test]
+    fn test_header_too_short() {
+        assert_eq!(
+            Packet::new_checked(&[0u8; HEADER_LEN - 1][..]).unwrap_err(),
+            Error::Truncated
+        );
+        let empty = Packet::new_checked(&[0u8; HEADER_LEN][..]).unwrap();
+        assert!(empty.chunks().next().is_none());
+    }
+
+    #[test]
+    fn chunk_length_zero_is_malformed_and_stops() {
+        let bytes = [0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x04];
+        assert_eq!(chunks(&bytes), [Err(Error::Malformed)]);
+    }
+
+    #[test]
+    fn chunk_length_three_is_malformed_and_stops() {
+        let bytes = [0x00, 0x00, 0x00, 0x03, 0x04, 0x00, 0x00, 0x04];
+        assert_eq!(chunks(&bytes), [Err(Error::Malformed)]);
+    }
+
+    #[test]
+    fn chunk_past_the_end_is_truncated_and_stops() {
+        // HEARTBEAT claims 12 bytes, 8 are there.
+        let bytes = [
+            0x0b, 0x00, 0x00, 0x04, 0x04, 0x00, 0x00, 0x0c, 0x00, 0x01, 0x00, 0x08,
+        ];
+        assert_eq!(
+            chunks(&bytes),
+            [Ok((ChunkType::CookieAck, 4)), Err(Error::Truncated)]
+        );
+        // Fewer than four bytes left for a chunk header.
+        assert_eq!(chunks(&[0x0b, 0x00]), [Err(Error::Truncated)]);
+    }
+
+    #[test]
+    fn chunk_padding_is_skipped_and_may_be_missing_at_the_end() {
+        // COOKIE-ECHO of 5 bytes padded to 8, then COOKIE-ECHO of 5 bytes unpadded.
+        let bytes = [
+            0x0a, 0x00, 0x00, 0x05, 0xaa, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x05, 0xbb,
+        ];
+        assert_eq!(
+            chunks(&bytes),
+            [
+                Ok((ChunkType::CookieEcho, 5)),
+                Ok((ChunkType::CookieEcho, 5))
+            ]
+        );
+    }
+
+    #[test]
+    fn parameter_lengths_are_checked() {
+        let too_short = [0x00, 0x05, 0x00, 0x02];
+        assert_eq!(
+            ParamIter::new(&too_short).collect::<Vec<_>>(),
+            [Err(Error::Malformed)]
+        );
+        let past_end = [0x00, 0x05, 0x00, 0x08, 0xc6, 0x12];
+        assert_eq!(
+            ParamIter::new(&past_end).collect::<Vec<_>>(),
+            [Err(Error::Truncated)]
+        );
+        // An IPv4 Address parameter of length 12 is malformed; iteration then stops.
+        let wrong_len = [
+            0x00, 0x05, 0x00, 0x0c, 0xc6, 0x12, 0x00, 0x02, 0, 0, 0, 0, 0x00, 0x05, 0x00, 0x08,
+            0xc6, 0x12, 0x00, 0x03,
+        ];
+        let addresses: Vec<_> = AddressIter {
+            params: ParamIter::new(&wrong_len),
+        }
+        .collect();
+        assert_eq!(addresses, [Err(Error::Malformed)]);
+    }
+
+    #[test]
+    fn short_init_and_asconf_are_malformed() {
+        let init = [0x01, 0x00, 0x00, 0x10, 0, 0, 0, 1, 0, 0, 0, 1, 0, 1, 0, 1];
+        let chunk = Chunk::new_checked(&init).unwrap();
+        assert_eq!(InitChunk::new_checked(chunk).unwrap_err(), Error::Malformed);
+        // ASCONF with a serial number and no address parameter.
+        let asconf = [0xc1, 0x00, 0x00, 0x08, 0, 0, 0, 1];
+        let chunk = Chunk::new_checked(&asconf).unwrap();
+        assert_eq!(
+            AsconfChunk::new_checked(chunk).unwrap_err(),
+            Error::Malformed
+        );
+        // A request whose address parameter is cut short.
+        let asconf = [
+            0xc1, 0x00, 0x00, 0x18, 0, 0, 0, 1, 0x00, 0x05, 0x00, 0x08, 198, 18, 0, 1, 0xc0, 0x01,
+            0x00, 0x08, 0, 0, 0, 7,
+        ];
+        let chunk = Chunk::new_checked(&asconf).unwrap();
+        let requests: Vec<_> = AsconfChunk::new_checked(chunk)
+            .unwrap()
+            .requests()
+            .collect();
+        assert_eq!(requests, [Err(Error::Malformed)]);
+    }
+
+    #[test]
+    fn crc32c_matches_the_iscsi_vector() {
+        //# RFC 3720 §B.4: 32 bytes of zeroes: [...] CRC: aa 36 91 8a
+        let mut zeros = Packet::new_unchecked([0u8; 32]);
+        assert_eq!(zeros.compute_checksum(), 0x8a91_36aa);
+        zeros.fill_checksum();
+        assert_eq!(&zeros.into_inner()[8..12], &[0xaa, 0x36, 0x91, 0x8a]);
+    }
+
+    #[test]
+    fn checksum_detects_a_flipped_bit() {
+        let mut bytes = INIT_PACKET;
+        bytes[20] ^= 0x01;
+        let mut packet = Packet::new_checked(&mut bytes[..]).unwrap();
+        assert!(!packet.verify_checksum());
+        packet.fill_checksum();
+        assert!(packet.verify_checksum());
+    }
+
+    #[test]
+    fn setters_round_trip() {
+        let mut packet = Packet::new_checked([0u8; HEADER_LEN]).unwrap();
+        packet.set_src_port(1);
+        packet.set_dst_port(2);
+        packet.set_verification_tag(3);
+        packet.set_checksum(0x0102_0304);
+        assert_eq!(packet.src_port(), 1);
+        assert_eq!(packet.dst_port(), 2);
+        assert_eq!(packet.verification_tag(), 3);
+        assert_eq!(packet.checksum(), 0x0102_0304);
+        assert_eq!(&packet.into_inner()[8..12], &[4, 3, 2, 1]);
+    }
+
+    #[test]
+    fn chunk_types_round_trip() {
+        for value in 0..=u8::MAX {
+            assert_eq!(u8::from(ChunkType::from(value)), value);
+        }
+    }
+}
