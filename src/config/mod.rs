@@ -77,19 +77,17 @@ pub fn json_schema() -> String {
     format!("{:#}", schemars::schema_for!(Document).as_value())
 }
 
-/// serde_yaml_ng's message without the position it appends (the error prefix
-/// carries it), and with a hint for the one failure that has no field path.
+/// serde_yaml_ng's message without the position it repeats (the error prefix
+/// carries it), and with a hint when the file does not even start like a table.
 fn yaml_error_message(error: &serde_yaml_ng::Error, line: usize, column: usize) -> String {
-    let message = error.to_string();
-    if message.starts_with("EOF while parsing") {
+    let message = error
+        .to_string()
+        .replacen(&format!(" at line {line} column {column}"), "", 1);
+    if message == "missing field `version`" {
         return format!(
-            "the file is empty; a service table starts with `version: {}` and a `dataplane` section",
+            "{message}; a service table starts with `version: {}` and a `dataplane` section",
             model::SCHEMA_VERSION
         );
     }
-    let position = format!(" at line {line} column {column}");
-    match message.strip_suffix(&position) {
-        Some(bare) => bare.to_owned(),
-        None => message,
-    }
+    message
 }

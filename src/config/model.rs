@@ -45,14 +45,26 @@ pub(crate) struct SchemaVersion;
 /// The schema version written in files this xlb reads.
 pub(crate) const SCHEMA_VERSION: u64 = 1;
 
+/// Refuses other versions inside the visitor, so the error carries the number's position.
 impl<'de> Deserialize<'de> for SchemaVersion {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match u64::deserialize(deserializer)? {
-            SCHEMA_VERSION => Ok(SchemaVersion),
-            other => Err(de::Error::custom(format_args!(
-                "schema version {other} is not supported; this xlb reads version {SCHEMA_VERSION}"
-            ))),
+        struct VersionVisitor;
+        impl Visitor<'_> for VersionVisitor {
+            type Value = SchemaVersion;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "schema version {SCHEMA_VERSION}")
+            }
+            fn visit_u64<E: de::Error>(self, version: u64) -> Result<SchemaVersion, E> {
+                if version == SCHEMA_VERSION {
+                    Ok(SchemaVersion)
+                } else {
+                    Err(E::custom(format_args!(
+                        "schema version {version} is not supported; this xlb reads version {SCHEMA_VERSION}"
+                    )))
+                }
+            }
         }
+        deserializer.deserialize_u64(VersionVisitor)
     }
 }
 
@@ -470,8 +482,7 @@ impl fmt::Display for Forwarding {
 }
 
 /// Active health check of a service's backends.
-#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
-#[serde(try_from = "HealthCheckDocument")]
+#[derive(Clone, Debug, PartialEq, JsonSchema)]
 #[schemars(with = "HealthCheckDocument")]
 pub struct HealthCheck {
     /// What is probed.
@@ -558,6 +569,26 @@ fn default_rise() -> u32 {
 }
 fn default_fall() -> u32 {
     3
+}
+
+/// Reads the flat form and builds the typed one inside the mapping's visitor, so
+/// a conversion error carries the health check's position and field path.
+impl<'de> Deserialize<'de> for HealthCheck {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HealthCheckVisitor;
+        impl<'de> Visitor<'de> for HealthCheckVisitor {
+            type Value = HealthCheck;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a health check like { kind: tcp, interval: 1s }")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<HealthCheck, A::Error> {
+                let document =
+                    HealthCheckDocument::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                HealthCheck::try_from(document).map_err(de::Error::custom)
+            }
+        }
+        deserializer.deserialize_map(HealthCheckVisitor)
+    }
 }
 
 impl TryFrom<HealthCheckDocument> for HealthCheck {
