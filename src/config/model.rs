@@ -1,0 +1,709 @@
+//! The typed service table (DESIGN §3): what the YAML file says, with defaults
+//! filled in. Its serde and JSON Schema derives describe the file format; the
+//! semantic checks live in `validate`.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use super::text;
+
+/// The whole file: the dataplane's settings and the services it balances.
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceTable {
+    /// How the dataplane binds NICs, runs workers and sizes its tables.
+    pub dataplane: Dataplane,
+    /// The virtual services and their backends.
+    #[serde(default)]
+    pub services: Vec<Service>,
+}
+
+/// The file as written: the schema version, then the table itself.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "xlb service table")]
+pub(crate) struct Document {
+    /// Schema version of this file; xlb reads version 1.
+    pub(crate) version: SchemaVersion,
+    /// How the dataplane binds NICs, runs workers and sizes its tables.
+    pub(crate) dataplane: Dataplane,
+    /// The virtual services and their backends.
+    #[serde(default)]
+    pub(crate) services: Vec<Service>,
+}
+
+/// The only schema version this xlb reads; any other is refused while parsing.
+pub(crate) struct SchemaVersion;
+
+/// The schema version written in files this xlb reads.
+pub(crate) const SCHEMA_VERSION: u64 = 1;
+
+/// Refuses other versions inside the visitor, so the error carries the number's position.
+impl<'de> Deserialize<'de> for SchemaVersion {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct VersionVisitor;
+        impl Visitor<'_> for VersionVisitor {
+            type Value = SchemaVersion;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "schema version {SCHEMA_VERSION}")
+            }
+            fn visit_u64<E: de::Error>(self, version: u64) -> Result<SchemaVersion, E> {
+                if version == SCHEMA_VERSION {
+                    Ok(SchemaVersion)
+                } else {
+                    Err(E::custom(format_args!(
+                        "schema version {version} is not supported; this xlb reads version {SCHEMA_VERSION}"
+                    )))
+                }
+            }
+        }
+        deserializer.deserialize_u64(VersionVisitor)
+    }
+}
+
+impl JsonSchema for SchemaVersion {
+    fn schema_name() -> Cow<'static, str> {
+        "SchemaVersion".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "const": SCHEMA_VERSION })
+    }
+}
+
+/// Settings of the packet path: NICs, workers, batch and ring sizes, table sizes.
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dataplane {
+    /// NICs (or veths) the dataplane binds with AF_XDP; at least one.
+    pub interfaces: Vec<Interface>,
+    /// Cores running workers: `auto` (per NUMA node, NIC-local cores) or a list of core ids.
+    #[serde(default)]
+    pub workers: Workers,
+    /// How a worker waits when its rings are empty.
+    #[serde(default)]
+    pub idle: IdlePolicy,
+    /// Pipeline to run: a name in `pipelines/` or a path.
+    #[serde(default = "default_pipeline")]
+    pub pipeline: String,
+    /// Frames handled per batch (1..=256).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Entries in each AF_XDP ring: a power of two in 64..=16384.
+    #[serde(default = "default_ring_size")]
+    pub ring_size: u32,
+    /// Size and timeouts of each worker's TCP/UDP flow table.
+    #[serde(default)]
+    pub flow_table: FlowTableConfig,
+    /// Size and limits of the shared SCTP association table.
+    #[serde(default)]
+    pub sctp: SctpTableConfig,
+    /// Slots in each service's Maglev table: a prime, at least 10 x the largest backend count.
+    #[serde(default = "default_maglev_table_size")]
+    pub maglev_table_size: u32,
+    /// Address of the metrics HTTP endpoint.
+    #[serde(default = "default_metrics_listen", deserialize_with = "text::one")]
+    pub metrics_listen: SocketAddr,
+    /// Outer source addresses and port for `ipip` and `gue` forwarding.
+    #[serde(default)]
+    pub encapsulation: Encapsulation,
+    /// xlb-owned source addresses and ports for `nat` forwarding.
+    #[serde(default)]
+    pub nat: NatConfig,
+}
+
+fn default_pipeline() -> String {
+    "l4lb".to_owned()
+}
+fn default_batch_size() -> usize {
+    64
+}
+fn default_ring_size() -> u32 {
+    2048
+}
+fn default_maglev_table_size() -> u32 {
+    65537
+}
+fn default_metrics_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9781))
+}
+
+/// Which cores run workers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Workers {
+    /// One worker per NIC-local core on each NUMA node, chosen from the topology.
+    #[default]
+    Auto,
+    /// Exactly these core ids.
+    Cores(Vec<usize>),
+}
+
+/// One word (`auto`/`all`) or a list of numbers: the YAML form of [`Workers`] and [`Queues`].
+struct WordOrList<'a, T> {
+    word: &'static str,
+    expecting: &'a str,
+    _item: std::marker::PhantomData<T>,
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for WordOrList<'_, T> {
+    type Value = Option<Vec<T>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+    fn visit_str<E: de::Error>(self, word: &str) -> Result<Self::Value, E> {
+        if word == self.word {
+            Ok(None)
+        } else {
+            Err(E::custom(format_args!(
+                "{word:?} is not {}",
+                self.expecting
+            )))
+        }
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Some(items))
+    }
+}
+
+impl<'de> Deserialize<'de> for Workers {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let visitor = WordOrList {
+            word: "auto",
+            expecting: "`auto` or a list of core ids like [2, 3]",
+            _item: std::marker::PhantomData,
+        };
+        Ok(match deserializer.deserialize_any(visitor)? {
+            None => Workers::Auto,
+            Some(cores) => Workers::Cores(cores),
+        })
+    }
+}
+
+impl JsonSchema for Workers {
+    fn schema_name() -> Cow<'static, str> {
+        "Workers".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "`auto` (per NUMA node, NIC-local cores) or a list of core ids.",
+            "oneOf": [
+                { "const": "auto" },
+                { "type": "array", "items": { "type": "integer", "minimum": 0 }, "minItems": 1 }
+            ]
+        })
+    }
+}
+
+/// How a worker waits when its rings are empty.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IdlePolicy {
+    /// Busy-poll while traffic flows, then back off and sleep on the socket when idle.
+    #[default]
+    Adaptive,
+    /// Always busy-poll: lowest latency, one core at 100% per worker.
+    Poll,
+}
+
+/// Sizes and idle timeouts of each worker's TCP/UDP flow table.
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowTableConfig {
+    /// Flows tracked per worker; memory is allocated up front.
+    pub capacity: usize,
+    /// A TCP flow with no packet for this long is forgotten.
+    #[serde(deserialize_with = "text::duration")]
+    #[schemars(schema_with = "text::duration_schema")]
+    pub tcp_idle: Duration,
+    /// A UDP flow with no packet for this long is forgotten.
+    #[serde(deserialize_with = "text::duration")]
+    #[schemars(schema_with = "text::duration_schema")]
+    pub udp_idle: Duration,
+    /// An SCTP association with no packet for this long is forgotten.
+    #[serde(deserialize_with = "text::duration")]
+    #[schemars(schema_with = "text::duration_schema")]
+    pub sctp_idle: Duration,
+    /// Life left to a TCP flow after a FIN or RST.
+    #[serde(deserialize_with = "text::duration")]
+    #[schemars(schema_with = "text::duration_schema")]
+    pub tcp_closing: Duration,
+}
+
+impl Default for FlowTableConfig {
+    fn default() -> Self {
+        FlowTableConfig {
+            capacity: 1_048_576,
+            tcp_idle: Duration::from_secs(300),
+            udp_idle: Duration::from_secs(30),
+            sctp_idle: Duration::from_secs(300),
+            tcp_closing: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Size and limits of the SCTP association table shared by all workers (DESIGN §5).
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SctpTableConfig {
+    /// Associations tracked in total.
+    pub capacity: usize,
+    /// Client addresses remembered per association (1..=16); more are ignored.
+    pub max_addresses: usize,
+    /// How long a record stays after ABORT or SHUTDOWN-COMPLETE, for stragglers.
+    #[serde(deserialize_with = "text::duration")]
+    #[schemars(schema_with = "text::duration_schema")]
+    pub linger: Duration,
+}
+
+impl Default for SctpTableConfig {
+    fn default() -> Self {
+        SctpTableConfig {
+            capacity: 65536,
+            max_addresses: 8,
+            linger: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Outer headers for `ipip` and `gue` forwarding.
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Encapsulation {
+    /// Outer source address towards IPv4 backends; needed when an ipip/gue service has one.
+    #[serde(deserialize_with = "text::optional")]
+    pub source_v4: Option<Ipv4Addr>,
+    /// Outer source address towards IPv6 backends; needed when an ipip/gue service has one.
+    #[serde(deserialize_with = "text::optional")]
+    pub source_v6: Option<Ipv6Addr>,
+    /// UDP destination port of GUE packets.
+    pub gue_port: u16,
+}
+
+impl Default for Encapsulation {
+    fn default() -> Self {
+        Encapsulation {
+            source_v4: None,
+            source_v6: None,
+            gue_port: 6080,
+        }
+    }
+}
+
+/// Source translation for `nat` forwarding.
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatConfig {
+    /// xlb-owned addresses used as the source towards backends (one per backend family used).
+    #[serde(deserialize_with = "text::list")]
+    pub addresses: Vec<IpAddr>,
+    /// First and last source port handed out, as `[first, last]`.
+    pub port_range: (u16, u16),
+}
+
+impl Default for NatConfig {
+    fn default() -> Self {
+        NatConfig {
+            addresses: Vec::new(),
+            port_range: (1024, 65535),
+        }
+    }
+}
+
+/// One NIC (or veth) the dataplane binds.
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Interface {
+    /// Kernel name of the interface, e.g. `eth1`.
+    pub name: String,
+    /// Which RX queues get an AF_XDP socket.
+    #[serde(default)]
+    pub queues: Queues,
+    /// How the steering XDP program is attached.
+    #[serde(default)]
+    pub xdp_mode: XdpMode,
+    /// Whether AF_XDP zero-copy is used.
+    #[serde(default)]
+    pub zero_copy: ZeroCopy,
+}
+
+/// Which RX queues of an interface the dataplane serves.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Queues {
+    /// Every combined/RX queue the NIC has.
+    #[default]
+    All,
+    /// Exactly these queue ids.
+    List(Vec<u32>),
+}
+
+impl<'de> Deserialize<'de> for Queues {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let visitor = WordOrList {
+            word: "all",
+            expecting: "`all` or a list of queue ids like [0, 1]",
+            _item: std::marker::PhantomData,
+        };
+        Ok(match deserializer.deserialize_any(visitor)? {
+            None => Queues::All,
+            Some(queues) => Queues::List(queues),
+        })
+    }
+}
+
+impl JsonSchema for Queues {
+    fn schema_name() -> Cow<'static, str> {
+        "Queues".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "`all` or a list of RX queue ids.",
+            "oneOf": [
+                { "const": "all" },
+                { "type": "array", "items": { "type": "integer", "minimum": 0 }, "minItems": 1 }
+            ]
+        })
+    }
+}
+
+/// How the steering XDP program is attached to an interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum XdpMode {
+    /// Native (driver) mode when the driver has it, else generic.
+    #[default]
+    Auto,
+    /// Driver mode only; fail if the driver lacks it.
+    Native,
+    /// Generic (skb) mode: works everywhere, slower.
+    Skb,
+}
+
+/// Whether AF_XDP sockets use zero-copy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ZeroCopy {
+    /// Zero-copy when the driver has it, else copy mode.
+    #[default]
+    Auto,
+    /// Zero-copy only; fail if the driver lacks it.
+    Required,
+    /// Copy mode always.
+    Off,
+}
+
+/// One virtual service: VIPs and ports of one protocol, balanced over backends.
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Unique name, used in metrics, logs and `xlb diff`.
+    pub name: String,
+    /// Virtual addresses clients connect to; an SCTP association may use all of them.
+    #[serde(deserialize_with = "text::list")]
+    pub vips: Vec<IpAddr>,
+    /// Transport protocol.
+    pub protocol: Protocol,
+    /// Destination ports served on every VIP.
+    pub ports: Vec<u16>,
+    /// How packets reach the backend.
+    pub forwarding: Forwarding,
+    /// Client prefixes allowed; others are dropped. Default: everyone.
+    #[serde(default = "default_source_ranges", deserialize_with = "text::list")]
+    #[schemars(schema_with = "text::prefix_list_schema")]
+    pub source_ranges: Vec<IpNet>,
+    /// Active health check of the backends; none means backends are always up.
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
+    /// Servers the traffic is spread over.
+    pub backends: Vec<Backend>,
+}
+
+fn default_source_ranges() -> Vec<IpNet> {
+    vec![
+        IpNet::V4(ipnet::Ipv4Net::default()),
+        IpNet::V6(ipnet::Ipv6Net::default()),
+    ]
+}
+
+/// Transport protocol of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP, with multihoming (DESIGN §5).
+    Sctp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        })
+    }
+}
+
+/// How a packet is delivered to the chosen backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Forwarding {
+    /// Direct server return: only the Ethernet destination changes; the backend holds the VIP.
+    Dsr,
+    /// IP-in-IP (IPIP, IP6IP6, or IPv4 in IPv6) to the backend's address.
+    Ipip,
+    /// GUE over UDP to the backend's address.
+    Gue,
+    /// Full NAT: destination to the backend, source to an xlb-owned address (TCP/UDP only).
+    Nat,
+}
+
+impl fmt::Display for Forwarding {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Forwarding::Dsr => "dsr",
+            Forwarding::Ipip => "ipip",
+            Forwarding::Gue => "gue",
+            Forwarding::Nat => "nat",
+        })
+    }
+}
+
+/// Active health check of a service's backends.
+#[derive(Clone, Debug, PartialEq, JsonSchema)]
+#[schemars(with = "HealthCheckDocument")]
+pub struct HealthCheck {
+    /// What is probed.
+    pub kind: HealthCheckKind,
+    /// Port probed; default: the service's first port.
+    pub port: Option<u16>,
+    /// Time between probes.
+    pub interval: Duration,
+    /// A probe not answered within this is a failure; shorter than `interval`.
+    pub timeout: Duration,
+    /// Consecutive successes that bring a backend up.
+    pub rise: u32,
+    /// Consecutive failures that take a backend down.
+    pub fall: u32,
+}
+
+/// What a health check probes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    /// A TCP handshake succeeds.
+    Tcp,
+    /// An HTTP GET of `path` answers `expect_status`.
+    Http {
+        /// Request path.
+        path: String,
+        /// Status code meaning healthy.
+        expect_status: u16,
+    },
+    /// An SCTP INIT is answered with INIT-ACK.
+    Sctp,
+}
+
+/// The names of [`HealthCheckKind`] as written in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum HealthCheckKindName {
+    /// A TCP handshake succeeds.
+    Tcp,
+    /// An HTTP GET of `path` answers `expect_status`.
+    Http,
+    /// An SCTP INIT is answered with INIT-ACK.
+    Sctp,
+}
+
+/// A health check as written: flat, with the HTTP fields beside the others.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct HealthCheckDocument {
+    /// What is probed: tcp, http or sctp.
+    kind: HealthCheckKindName,
+    /// HTTP only: request path (default `/`).
+    #[serde(default)]
+    path: Option<String>,
+    /// HTTP only: status code meaning healthy (default 200).
+    #[serde(default)]
+    expect_status: Option<u16>,
+    /// Port probed; default: the service's first port.
+    #[serde(default)]
+    port: Option<u16>,
+    /// Time between probes (default 1s).
+    #[serde(default = "default_interval", deserialize_with = "text::duration")]
+    #[schemars(schema_with = "text::duration_schema")]
+    interval: Duration,
+    /// A probe not answered within this is a failure (default 500ms).
+    #[serde(default = "default_timeout", deserialize_with = "text::duration")]
+    #[schemars(schema_with = "text::duration_schema")]
+    timeout: Duration,
+    /// Consecutive successes that bring a backend up (default 2).
+    #[serde(default = "default_rise")]
+    rise: u32,
+    /// Consecutive failures that take a backend down (default 3).
+    #[serde(default = "default_fall")]
+    fall: u32,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_timeout() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_rise() -> u32 {
+    2
+}
+fn default_fall() -> u32 {
+    3
+}
+
+/// Reads the flat form and builds the typed one inside the mapping's visitor, so
+/// a conversion error carries the health check's position and field path.
+impl<'de> Deserialize<'de> for HealthCheck {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HealthCheckVisitor;
+        impl<'de> Visitor<'de> for HealthCheckVisitor {
+            type Value = HealthCheck;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a health check like { kind: tcp, interval: 1s }")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<HealthCheck, A::Error> {
+                let document =
+                    HealthCheckDocument::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                HealthCheck::try_from(document).map_err(de::Error::custom)
+            }
+        }
+        deserializer.deserialize_map(HealthCheckVisitor)
+    }
+}
+
+impl TryFrom<HealthCheckDocument> for HealthCheck {
+    type Error = String;
+    fn try_from(doc: HealthCheckDocument) -> Result<Self, String> {
+        let kind = match doc.kind {
+            HealthCheckKindName::Http => HealthCheckKind::Http {
+                path: doc.path.unwrap_or_else(|| "/".to_owned()),
+                expect_status: doc.expect_status.unwrap_or(200),
+            },
+            other => {
+                if doc.path.is_some() || doc.expect_status.is_some() {
+                    let name = if other == HealthCheckKindName::Sctp {
+                        "sctp"
+                    } else {
+                        "tcp"
+                    };
+                    return Err(format!(
+                        "path and expect_status belong to kind http, not {name}"
+                    ));
+                }
+                match other {
+                    HealthCheckKindName::Sctp => HealthCheckKind::Sctp,
+                    _ => HealthCheckKind::Tcp,
+                }
+            }
+        };
+        Ok(HealthCheck {
+            kind,
+            port: doc.port,
+            interval: doc.interval,
+            timeout: doc.timeout,
+            rise: doc.rise,
+            fall: doc.fall,
+        })
+    }
+}
+
+/// One server behind a service.
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    /// Unique within the service; Maglev hashes it, so renaming a backend moves its flows.
+    pub name: String,
+    /// Address packets are sent (or encapsulated, or translated) to.
+    #[serde(deserialize_with = "text::one")]
+    pub address: IpAddr,
+    /// Share of new flows relative to the other backends (0 = none).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Ethernet address for `dsr`; default: resolved by ARP/NDP.
+    #[serde(default, deserialize_with = "text::optional_mac")]
+    #[schemars(schema_with = "text::mac_schema")]
+    pub mac: Option<[u8; 6]>,
+    /// `active`, or `drain`: keeps its flows but gets no new ones.
+    #[serde(default)]
+    pub state: BackendState,
+}
+
+fn default_weight() -> u32 {
+    100
+}
+
+/// Whether a backend takes new flows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendState {
+    /// Takes new flows in proportion to its weight.
+    #[default]
+    Active,
+    /// Keeps its existing flows and associations but gets no new ones.
+    Drain,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queues(yaml: &str) -> Result<Queues, serde_yaml_ng::Error> {
+        serde_yaml_ng::from_str(yaml)
+    }
+
+    #[test]
+    fn queues_are_all_or_a_list() {
+        assert_eq!(queues("all").unwrap(), Queues::All);
+        assert_eq!(queues("[0, 3]").unwrap(), Queues::List(vec![0, 3]));
+        assert!(queues("some")
+            .unwrap_err()
+            .to_string()
+            .contains("`all` or a list"));
+        assert!(queues("[-1]").is_err());
+        assert!(queues("{a: 1}").is_err());
+    }
+
+    #[test]
+    fn workers_are_auto_or_a_list() {
+        let workers = |yaml| serde_yaml_ng::from_str::<Workers>(yaml);
+        assert_eq!(workers("auto").unwrap(), Workers::Auto);
+        assert_eq!(workers("[2, 3]").unwrap(), Workers::Cores(vec![2, 3]));
+        assert!(workers("all").is_err());
+    }
+
+    #[test]
+    fn http_fields_only_on_http_checks() {
+        let check = |yaml| serde_yaml_ng::from_str::<HealthCheck>(yaml);
+        let http = check("{ kind: http }").unwrap();
+        assert_eq!(
+            http.kind,
+            HealthCheckKind::Http {
+                path: "/".into(),
+                expect_status: 200
+            }
+        );
+        assert_eq!(http.interval, Duration::from_secs(1));
+        let err = check("{ kind: tcp, path: /x }").unwrap_err().to_string();
+        assert!(err.contains("belong to kind http, not tcp"), "{err}");
+    }
+}

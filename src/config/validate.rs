@@ -1,0 +1,520 @@
+//! Semantic checks of a deserialized service table: what serde's types cannot
+//! say. Each failure names the field path of the offending node; `parse` turns
+//! that path into a file position.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::locate::FieldPath;
+use super::model::{
+    Dataplane, Forwarding, HealthCheck, HealthCheckKind, Protocol, Queues, Service, ServiceTable,
+    Workers,
+};
+
+/// A semantic error: the node it is about and what is wrong with it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Problem {
+    /// Where the offending value is (or would be) written.
+    pub(crate) path: FieldPath,
+    /// What is wrong and, where useful, what to do.
+    pub(crate) message: String,
+}
+
+type Checked = Result<(), Problem>;
+
+fn problem(path: FieldPath, message: impl Into<String>) -> Checked {
+    Err(Problem {
+        path,
+        message: message.into(),
+    })
+}
+
+/// Largest Maglev table accepted: lookups index it with 24 bits and every
+/// service holds one per generation, so larger tables only cost memory.
+pub(crate) const MAGLEV_TABLE_SIZE_MAX: u32 = 1 << 24;
+/// The Maglev table must have at least this many slots per backend, so that each
+/// backend's share stays close to its weight (NSDI 2016 §3.4 uses M > 100·N).
+pub(crate) const MAGLEV_SLOTS_PER_BACKEND_MIN: u32 = 10;
+/// Frames per batch accepted.
+const BATCH_SIZE_RANGE: std::ops::RangeInclusive<usize> = 1..=256;
+/// AF_XDP ring sizes accepted (each a power of two).
+const RING_SIZE_RANGE: std::ops::RangeInclusive<u32> = 64..=16384;
+/// Client addresses per SCTP association accepted.
+const SCTP_MAX_ADDRESSES_RANGE: std::ops::RangeInclusive<usize> = 1..=16;
+/// Longest interface name Linux accepts (IFNAMSIZ minus the NUL).
+const INTERFACE_NAME_MAX: usize = 15;
+
+/// Checks the table; the first problem found, in file order, is returned.
+pub(crate) fn validate(table: &ServiceTable) -> Checked {
+    let root = FieldPath::default();
+    check_dataplane(&table.dataplane, &table.services, &root.key("dataplane"))?;
+    let services = root.key("services");
+    for (index, service) in table.services.iter().enumerate() {
+        check_service(
+            service,
+            &table.services[..index],
+            &table.dataplane,
+            &services.index(index),
+            &services,
+        )?;
+    }
+    Ok(())
+}
+
+fn check_dataplane(dataplane: &Dataplane, services: &[Service], at: &FieldPath) -> Checked {
+    let interfaces = at.key("interfaces");
+    if dataplane.interfaces.is_empty() {
+        return problem(
+            interfaces,
+            "at least one interface is needed for the dataplane to bind",
+        );
+    }
+    for (index, interface) in dataplane.interfaces.iter().enumerate() {
+        let here = interfaces.index(index);
+        let name = &interface.name;
+        if name.is_empty() || name.len() > INTERFACE_NAME_MAX || name.contains(['/', ' ']) {
+            return problem(
+                here.key("name"),
+                format!("{name:?} is not an interface name (1 to {INTERFACE_NAME_MAX} characters, no '/' or space)"),
+            );
+        }
+        if let Some(first) = dataplane.interfaces[..index]
+            .iter()
+            .position(|other| other.name == *name)
+        {
+            return problem(
+                here.key("name"),
+                format!(
+                    "interface `{name}` is already listed at {}",
+                    interfaces.index(first)
+                ),
+            );
+        }
+        if let Queues::List(queues) = &interface.queues {
+            check_id_list(queues, &here.key("queues"), "queue")?;
+        }
+    }
+    if let Workers::Cores(cores) = &dataplane.workers {
+        check_id_list(cores, &at.key("workers"), "core")?;
+    }
+    if dataplane.pipeline.trim().is_empty() {
+        return problem(
+            at.key("pipeline"),
+            "name a pipeline in pipelines/ (e.g. l4lb) or give a path",
+        );
+    }
+    if !BATCH_SIZE_RANGE.contains(&dataplane.batch_size) {
+        return problem(
+            at.key("batch_size"),
+            format!(
+                "{} is out of range; a batch holds {} to {} frames",
+                dataplane.batch_size,
+                BATCH_SIZE_RANGE.start(),
+                BATCH_SIZE_RANGE.end()
+            ),
+        );
+    }
+    if !RING_SIZE_RANGE.contains(&dataplane.ring_size) || !dataplane.ring_size.is_power_of_two() {
+        return problem(
+            at.key("ring_size"),
+            format!(
+                "{} is not a power of two from {} to {} (AF_XDP ring sizes are powers of two)",
+                dataplane.ring_size,
+                RING_SIZE_RANGE.start(),
+                RING_SIZE_RANGE.end()
+            ),
+        );
+    }
+    let flow_table = at.key("flow_table");
+    if dataplane.flow_table.capacity == 0 {
+        return problem(
+            flow_table.key("capacity"),
+            "a flow table needs room for at least one flow",
+        );
+    }
+    for (key, idle) in [
+        ("tcp_idle", dataplane.flow_table.tcp_idle),
+        ("udp_idle", dataplane.flow_table.udp_idle),
+        ("sctp_idle", dataplane.flow_table.sctp_idle),
+    ] {
+        if idle.is_zero() {
+            return problem(
+                flow_table.key(key),
+                "an idle timeout of 0 forgets every flow at once; give a duration like 30s",
+            );
+        }
+    }
+    let sctp = at.key("sctp");
+    if dataplane.sctp.capacity == 0 {
+        return problem(
+            sctp.key("capacity"),
+            "the association table needs room for at least one association",
+        );
+    }
+    if !SCTP_MAX_ADDRESSES_RANGE.contains(&dataplane.sctp.max_addresses) {
+        return problem(
+            sctp.key("max_addresses"),
+            format!(
+                "{} is out of range; an association keeps {} to {} client addresses",
+                dataplane.sctp.max_addresses,
+                SCTP_MAX_ADDRESSES_RANGE.start(),
+                SCTP_MAX_ADDRESSES_RANGE.end()
+            ),
+        );
+    }
+    check_maglev_table_size(
+        dataplane.maglev_table_size,
+        services,
+        &at.key("maglev_table_size"),
+    )?;
+    if dataplane.encapsulation.gue_port == 0 {
+        return problem(
+            at.key("encapsulation").key("gue_port"),
+            "port 0 cannot be a GUE destination port; the usual one is 6080",
+        );
+    }
+    let (first, last) = dataplane.nat.port_range;
+    if first == 0 || first > last {
+        return problem(
+            at.key("nat").key("port_range"),
+            format!(
+                "[{first}, {last}] is not a port range; want [first, last] with 1 <= first <= last"
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Queue and core lists: not empty, no id twice.
+fn check_id_list<T: PartialEq + std::fmt::Display>(
+    ids: &[T],
+    at: &FieldPath,
+    what: &str,
+) -> Checked {
+    if ids.is_empty() {
+        return problem(at.clone(), format!("list at least one {what} id"));
+    }
+    for (index, id) in ids.iter().enumerate() {
+        if ids[..index].contains(id) {
+            return problem(at.index(index), format!("{what} {id} is listed twice"));
+        }
+    }
+    Ok(())
+}
+
+fn check_maglev_table_size(size: u32, services: &[Service], at: &FieldPath) -> Checked {
+    if size > MAGLEV_TABLE_SIZE_MAX || !is_prime(size) {
+        return problem(
+            at.clone(),
+            format!(
+                "{size} is not a prime up to {MAGLEV_TABLE_SIZE_MAX}; Maglev needs a prime table size (e.g. 65537)"
+            ),
+        );
+    }
+    let largest = services.iter().max_by_key(|service| service.backends.len());
+    if let Some(service) = largest {
+        let needed = u64::try_from(service.backends.len())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(u64::from(MAGLEV_SLOTS_PER_BACKEND_MIN));
+        if u64::from(size) < needed {
+            return problem(
+                at.clone(),
+                format!(
+                    "{size} is too small: service `{}` has {} backends and Maglev needs at least {MAGLEV_SLOTS_PER_BACKEND_MIN} slots per backend ({needed}; 100 per backend spreads evenly); use a larger prime such as 65537",
+                    service.name,
+                    service.backends.len()
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Trial division: table sizes are at most 2^24, so at most 2^12 divisions.
+fn is_prime(n: u32) -> bool {
+    let n = u64::from(n);
+    n >= 2
+        && (2..)
+            .take_while(|divisor| divisor * divisor <= n)
+            .all(|divisor| n % divisor != 0)
+}
+
+fn family(address: &IpAddr) -> &'static str {
+    if address.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
+fn check_service(
+    service: &Service,
+    earlier: &[Service],
+    dataplane: &Dataplane,
+    at: &FieldPath,
+    services: &FieldPath,
+) -> Checked {
+    let name = &service.name;
+    if name.trim().is_empty() {
+        return problem(at.key("name"), "a service needs a name");
+    }
+    if let Some(first) = earlier.iter().position(|other| other.name == *name) {
+        return problem(
+            at.key("name"),
+            format!(
+                "service `{name}` is already defined at {}",
+                services.index(first)
+            ),
+        );
+    }
+    check_frontend(service, earlier, at, services)?;
+    if service.protocol == Protocol::Sctp && service.forwarding == Forwarding::Nat {
+        return problem(
+            at.key("forwarding"),
+            "nat is refused for sctp: ASCONF is authenticated and multihoming needs every path unmodified; use dsr, ipip or gue",
+        );
+    }
+    check_backends(service, at)?;
+    check_families(service, dataplane, at)?;
+    if let Some(health_check) = &service.health_check {
+        check_health_check(health_check, &at.key("health_check"))?;
+    }
+    Ok(())
+}
+
+/// VIPs, ports and source ranges, and VIP:port:protocol unique across services.
+fn check_frontend(
+    service: &Service,
+    earlier: &[Service],
+    at: &FieldPath,
+    services: &FieldPath,
+) -> Checked {
+    let vips = at.key("vips");
+    if service.vips.is_empty() {
+        return problem(vips, "list at least one VIP");
+    }
+    for (index, vip) in service.vips.iter().enumerate() {
+        if service.vips[..index].contains(vip) {
+            return problem(vips.index(index), format!("VIP {vip} is listed twice"));
+        }
+    }
+    let ports = at.key("ports");
+    if service.ports.is_empty() {
+        return problem(ports, "list at least one port");
+    }
+    for (index, port) in service.ports.iter().enumerate() {
+        if *port == 0 {
+            return problem(
+                ports.index(index),
+                "port 0 cannot be served; give 1 to 65535",
+            );
+        }
+        if service.ports[..index].contains(port) {
+            return problem(ports.index(index), format!("port {port} is listed twice"));
+        }
+    }
+    if service.source_ranges.is_empty() {
+        return problem(
+            at.key("source_ranges"),
+            "an empty list admits no client; leave the field out to admit everyone",
+        );
+    }
+    let mut served: HashMap<(IpAddr, u16, Protocol), usize> = HashMap::new();
+    for (owner, other) in earlier.iter().enumerate() {
+        for vip in &other.vips {
+            for port in &other.ports {
+                served.entry((*vip, *port, other.protocol)).or_insert(owner);
+            }
+        }
+    }
+    for (index, vip) in service.vips.iter().enumerate() {
+        for port in &service.ports {
+            if let Some(owner) = served.get(&(*vip, *port, service.protocol)) {
+                let owner_name = earlier.get(*owner).map_or("", |other| other.name.as_str());
+                return problem(
+                    vips.index(index),
+                    format!(
+                        "{vip} port {port}/{} of service `{}` is already served by service `{owner_name}` ({}); a VIP:port:protocol belongs to one service",
+                        service.protocol,
+                        service.name,
+                        services.index(*owner)
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_backends(service: &Service, at: &FieldPath) -> Checked {
+    let backends = at.key("backends");
+    for (index, backend) in service.backends.iter().enumerate() {
+        let here = backends.index(index);
+        if backend.name.trim().is_empty() {
+            return problem(
+                here.key("name"),
+                "a backend needs a name (Maglev hashes it)",
+            );
+        }
+        if let Some(first) = service.backends[..index]
+            .iter()
+            .position(|other| other.name == backend.name)
+        {
+            return problem(
+                here.key("name"),
+                format!(
+                    "backend `{}` is already defined at {}",
+                    backend.name,
+                    backends.index(first)
+                ),
+            );
+        }
+        if backend.address.is_unspecified() || backend.address.is_multicast() {
+            return problem(
+                here.key("address"),
+                format!("{} cannot be a backend address", backend.address),
+            );
+        }
+    }
+    if !service.backends.iter().any(|backend| backend.weight > 0) {
+        return problem(
+            backends,
+            format!(
+                "service `{}` has no backend with weight > 0, so no flow could be placed; give one a weight",
+                service.name
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Whether the forwarding mode can carry each VIP's family to each backend's,
+/// and whether the dataplane has the source addresses the mode needs.
+fn check_families(service: &Service, dataplane: &Dataplane, at: &FieldPath) -> Checked {
+    let forwarding = service.forwarding;
+    for (index, vip) in service.vips.iter().enumerate() {
+        let unreachable = service.backends.iter().find(|backend| match forwarding {
+            Forwarding::Dsr | Forwarding::Gue => false,
+            Forwarding::Ipip => vip.is_ipv6() && backend.address.is_ipv4(),
+            Forwarding::Nat => vip.is_ipv4() != backend.address.is_ipv4(),
+        });
+        if let Some(backend) = unreachable {
+            let why = if forwarding == Forwarding::Nat {
+                "nat keeps the address family (no NAT64): give this VIP its own service with backends of its family"
+            } else {
+                "ipip has no IPv6-in-IPv4 encapsulation: use IPv6 backends, or gue or dsr"
+            };
+            return problem(
+                at.key("vips").index(index),
+                format!(
+                    "{forwarding} cannot carry {} VIP {vip} to {} backend `{}` ({}); {why}",
+                    family(vip),
+                    family(&backend.address),
+                    backend.name,
+                    backend.address
+                ),
+            );
+        }
+    }
+    let needs_source = |v4: bool| -> Option<(&'static str, bool)> {
+        match forwarding {
+            Forwarding::Dsr => None,
+            Forwarding::Ipip | Forwarding::Gue => Some(if v4 {
+                (
+                    "dataplane.encapsulation.source_v4",
+                    dataplane.encapsulation.source_v4.is_some(),
+                )
+            } else {
+                (
+                    "dataplane.encapsulation.source_v6",
+                    dataplane.encapsulation.source_v6.is_some(),
+                )
+            }),
+            Forwarding::Nat => Some((
+                "dataplane.nat.addresses",
+                dataplane
+                    .nat
+                    .addresses
+                    .iter()
+                    .any(|address| address.is_ipv4() == v4),
+            )),
+        }
+    };
+    for backend in &service.backends {
+        if let Some((field, present)) = needs_source(backend.address.is_ipv4()) {
+            if !present {
+                return problem(
+                    at.key("forwarding"),
+                    format!(
+                        "{forwarding} to {} backend `{}` needs an {} source address of this host in {field}; add one",
+                        family(&backend.address),
+                        backend.name,
+                        family(&backend.address)
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_health_check(check: &HealthCheck, at: &FieldPath) -> Checked {
+    if check.port == Some(0) {
+        return problem(
+            at.key("port"),
+            "port 0 cannot be probed; give 1 to 65535 or leave it out",
+        );
+    }
+    if check.rise == 0 {
+        return problem(at.key("rise"), "rise must be at least 1");
+    }
+    if check.fall == 0 {
+        return problem(at.key("fall"), "fall must be at least 1");
+    }
+    if check.interval.is_zero() {
+        return problem(at.key("interval"), "interval must be longer than 0");
+    }
+    if check.timeout.is_zero() || check.timeout >= check.interval {
+        return problem(
+            at.key("timeout"),
+            format!(
+                "timeout {:?} must be above 0 and shorter than interval {:?}, so probes do not overlap",
+                check.timeout, check.interval
+            ),
+        );
+    }
+    if let HealthCheckKind::Http {
+        path,
+        expect_status,
+    } = &check.kind
+    {
+        if !path.starts_with('/') {
+            return problem(
+                at.key("path"),
+                format!("{path:?} is not a request path; it starts with '/'"),
+            );
+        }
+        if !(100..=599).contains(expect_status) {
+            return problem(
+                at.key("expect_status"),
+                format!("{expect_status} is not an HTTP status code (100 to 599)"),
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_prime;
+
+    #[test]
+    fn primes() {
+        let primes: Vec<u32> = (0..30).filter(|n| is_prime(*n)).collect();
+        assert_eq!(primes, [2, 3, 5, 7, 11, 13, 17, 19, 23, 29]);
+        assert!(is_prime(65537));
+        assert!(!is_prime(65536));
+        assert!(is_prime(16_777_213));
+        assert!(!is_prime(u32::MAX));
+    }
+}
