@@ -121,7 +121,10 @@ pub enum NeighborError {
 /// Resolve `addr` to its egress interface and MACs, probing the link when
 /// the kernel has no usable neighbour entry, for at most `timeout`.
 pub fn resolve(addr: IpAddr, timeout: Duration) -> Result<NextHop, NeighborError> {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started
+        .checked_add(timeout)
+        .unwrap_or(started + Duration::from_secs(3600));
     let netlink = RouteSocket::open()?;
     let route = netlink.route_to(addr)?;
     let link = netlink.link_by_index(route.ifindex)?;
@@ -356,13 +359,14 @@ impl RouteSocket {
                 NLM_F_REQUEST,
             )
             .map_err(|source| match source.raw_os_error() {
-                Some(libc::ENETUNREACH)
-                | Some(libc::EHOSTUNREACH)
-                | Some(libc::EACCES)
-                | Some(libc::EINVAL) => NeighborError::NoRoute {
-                    addr,
-                    reason: source.to_string(),
-                },
+                // ENETUNREACH: no route at all; EHOSTUNREACH / EACCES: an
+                // `unreachable` or `prohibit` route.
+                Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) | Some(libc::EACCES) => {
+                    NeighborError::NoRoute {
+                        addr,
+                        reason: source.to_string(),
+                    }
+                }
                 _ => NeighborError::Netlink {
                     request: "route lookup",
                     source,

@@ -152,6 +152,9 @@ pub fn plan(
         })
         .collect();
     let worker_count = assignments.len();
+    if worker_count == 0 {
+        return Err(PlanError::NoCores);
+    }
     for (position, queue) in queue_indexes.iter().enumerate() {
         let Some(worker) = assignments.get_mut(position % worker_count) else {
             continue;

@@ -117,11 +117,6 @@ impl Topology {
         })
     }
 
-    /// The NUMA node that owns OS CPU `cpu`, if the CPU exists.
-    pub fn numa_node_of_cpu(&self, cpu: usize) -> Option<u32> {
-        self.core_of_cpu(cpu).map(|(node, _)| node)
-    }
-
     /// The (NUMA node, core) that owns OS CPU `cpu`, if the CPU exists.
     pub fn core_of_cpu(&self, cpu: usize) -> Option<(u32, &Core)> {
         self.numa_nodes.iter().find_map(|node| {
