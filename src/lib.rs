@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod control;
 pub mod lb;
 pub mod pipeline;
 pub mod runtime;
