@@ -124,3 +124,100 @@ impl BatchPorts for MemoryPorts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::verdict::DropReason;
+
+    const CAPACITY: usize = 3840;
+
+    #[test]
+    fn forwarded_frames_leave_on_their_port_with_the_length_set() {
+        let mut ports = MemoryPorts::new(2, CAPACITY);
+        ports.push_rx(0, &[1, 2, 3]);
+        ports.push_rx(0, &[4, 5]);
+        let stats = ports.process_batch(0, 64, |ingress, bufs, verdicts| {
+            assert_eq!(ingress, 0);
+            assert_eq!(bufs[0].data(), &[1, 2, 3]);
+            // Grow the first packet into the room past its end, as encapsulation does.
+            bufs[0].buf[3..5].copy_from_slice(&[9, 9]);
+            bufs[0].len = 5;
+            verdicts[0] = Verdict::Forward(1);
+            verdicts[1] = Verdict::Drop(DropReason::Baseline);
+        });
+        assert_eq!(stats.rx, 2);
+        assert_eq!(stats.tx, 1);
+        assert_eq!(stats.dropped, 1);
+        assert_eq!(ports.take_tx(1), vec![vec![1, 2, 3, 9, 9]]);
+        assert!(ports.take_tx(0).is_empty());
+        assert!(ports.take_tx(1).is_empty(), "take_tx drains");
+    }
+
+    #[test]
+    fn buffers_span_the_whole_frame_and_verdicts_start_pending() {
+        let mut ports = MemoryPorts::new(1, CAPACITY);
+        ports.push_rx(0, &[0xab; 60]);
+        ports.process_batch(0, 64, |_, bufs, verdicts| {
+            assert_eq!(bufs[0].buf.len(), CAPACITY);
+            assert_eq!(bufs[0].len, 60);
+            assert_eq!(verdicts, &[Verdict::Pending]);
+        });
+    }
+
+    #[test]
+    fn pending_and_unknown_ports_are_dropped() {
+        let mut ports = MemoryPorts::new(1, CAPACITY);
+        ports.push_rx(0, &[1]);
+        ports.push_rx(0, &[2]);
+        let stats = ports.process_batch(0, 64, |_, _, verdicts| {
+            verdicts[1] = Verdict::Forward(7);
+        });
+        assert_eq!((stats.rx, stats.tx, stats.dropped), (2, 0, 2));
+        assert!(ports.take_tx(0).is_empty());
+    }
+
+    #[test]
+    fn a_batch_takes_at_most_max_frames_in_order() {
+        let mut ports = MemoryPorts::new(1, CAPACITY);
+        for byte in 0..5u8 {
+            ports.push_rx(0, &[byte]);
+        }
+        let mut firsts = Vec::new();
+        let stats = ports.process_batch(0, 3, |_, bufs, verdicts| {
+            firsts.extend(bufs.iter().map(|b| b.data()[0]));
+            verdicts.fill(Verdict::Forward(0));
+        });
+        assert_eq!(stats.rx, 3);
+        assert_eq!(firsts, vec![0, 1, 2]);
+        assert_eq!(ports.rx_pending(0), 2);
+        let stats = ports.process_batch(0, 64, |_, _, verdicts| {
+            verdicts.fill(Verdict::Forward(0));
+        });
+        assert_eq!(stats.rx, 2);
+        assert_eq!(
+            ports.take_tx(0),
+            vec![vec![0], vec![1], vec![2], vec![3], vec![4]]
+        );
+    }
+
+    #[test]
+    fn an_empty_queue_does_not_run_the_pipeline() {
+        let mut ports = MemoryPorts::new(1, CAPACITY);
+        let mut ran = false;
+        let stats = ports.process_batch(0, 64, |_, _, _| ran = true);
+        assert!(!ran);
+        assert_eq!(stats, BatchStats::default());
+    }
+
+    #[test]
+    fn the_batch_ports_trait_runs_the_same_contract() {
+        fn forward_all<P: BatchPorts>(ports: &mut P) -> BatchStats {
+            ports.process_batch(0, 64, |_, _, verdicts| verdicts.fill(Verdict::Forward(0)))
+        }
+        let mut ports = MemoryPorts::new(1, CAPACITY);
+        ports.push_rx(0, &[7]);
+        assert_eq!(forward_all(&mut ports).tx, 1);
+        assert_eq!(ports.take_tx(0), vec![vec![7]]);
+    }
+}

@@ -338,3 +338,30 @@ fn link_xdp(prog_fd: RawFd, ifindex: u32, flags: u32) -> io::Result<OwnedFd> {
     // SAFETY: `fd` is a new link fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn bytes(key: &VipKey) -> Vec<u8> {
+        let mut out = vec![key.family];
+        out.extend_from_slice(&key.pad);
+        out.extend_from_slice(&key.addr);
+        out
+    }
+
+    #[test]
+    fn vip_keys_match_the_bpf_struct_layout() {
+        assert_eq!(std::mem::size_of::<VipKey>(), 20);
+        let v4 = VipKey::new(IpAddr::V4(Ipv4Addr::new(198, 18, 100, 10)));
+        let mut expected = vec![4, 0, 0, 0, 198, 18, 100, 10];
+        expected.resize(20, 0);
+        assert_eq!(bytes(&v4), expected);
+        let addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x10);
+        let v6 = VipKey::new(IpAddr::V6(addr));
+        let mut expected = vec![6, 0, 0, 0];
+        expected.extend_from_slice(&addr.octets());
+        assert_eq!(bytes(&v6), expected);
+    }
+}
