@@ -17,7 +17,7 @@ use xlb::pipeline::batch::PacketBuf;
 use xlb::pipeline::verdict::{DropReason, Verdict};
 use xlb::xsk::{
     enter_network_namespace, AttachedMode, SocketMode, SocketSpec, SteeringProgram, XdpMode,
-    XskError, XskPorts, ZeroCopy,
+    XskError, XskPorts, ZeroCopy, FRAME_SIZE,
 };
 
 const HOST4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -195,6 +195,9 @@ fn serve_while(
         for index in 0..ports.socket_count() {
             ports.process_batch(index, 64, |_port, bufs, verdicts| {
                 for (buf, verdict) in bufs.iter_mut().zip(verdicts.iter_mut()) {
+                    // The buffer is the frame's whole data area: the UMEM frame less
+                    // the kernel's 256-byte XDP headroom.
+                    assert_eq!(buf.buf.len(), FRAME_SIZE as usize - 256);
                     seen.per_socket[index.min(1)] += 1;
                     *verdict = if answer(buf, mac, seen) {
                         Verdict::Forward(0)
@@ -444,5 +447,102 @@ fn program_is_detached_when_its_process_is_killed() {
     assert!(
         !lab.xdp_attached(),
         "xdp still attached after the holder was SIGKILLed"
+    );
+}
+
+#[test]
+fn a_frame_received_on_one_interface_leaves_on_another() {
+    let lab = lab(1);
+    let backend = Netns::new("b");
+    veth_pair(&lab.xlb, "xlb1", &backend, "back0", 1);
+    let back_mac = backend.mac("back0");
+    let xlb1_mac = lab.xlb.mac("xlb1");
+    lab.enter();
+    let mut program = SteeringProgram::attach(XLB_IF, XdpMode::Skb).expect("attach");
+    let specs = [
+        spec(XLB_IF, 0, ZeroCopy::Auto),
+        SocketSpec {
+            port: 1,
+            ..spec("xlb1", 0, ZeroCopy::Auto)
+        },
+    ];
+    let mut ports = XskPorts::open(&specs, 2048).expect("open both interfaces");
+    assert!(ports.shares_umem(0, 1), "copy-mode sockets share one UMEM");
+    let (_, queue, fd) = ports.socket_fds()[0].clone();
+    program.register_socket(queue, fd).expect("register");
+    program.set_vips(&[VIP4.into()]).expect("set VIPs");
+    let mac = lab.xlb_mac.map(|b| format!("{b:02x}")).join(":");
+    lab.peer.ip(&[
+        "neigh",
+        "add",
+        &VIP4.to_string(),
+        "lladdr",
+        &mac,
+        "dev",
+        PEER_IF,
+    ]);
+
+    // The backend holds the VIP (DSR style) and counts the datagrams its kernel accepts.
+    backend.ip(&["addr", "add", &format!("{VIP4}/32"), "dev", "lo"]);
+    backend.ip(&["route", "add", "198.18.0.0/24", "dev", "back0"]);
+    let receive = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('{VIP4}', 9)); s.settimeout(5); print('ready', flush=True); n = 0\n\
+         try:\n    while n < 20: s.recv(64); n += 1\n\
+         except OSError: pass\n\
+         print(n)"
+    );
+    let mut receiver = backend
+        .command("/usr/bin/python3", &["-c", &receive])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the backend's receiver");
+    let mut received = BufReader::new(receiver.stdout.take().expect("piped")).lines();
+    let ready = received.next().and_then(Result::ok);
+    assert_eq!(
+        ready.as_deref(),
+        Some("ready"),
+        "the receiver did not start"
+    );
+    let send = format!("for i in $(seq 1 20); do echo x > /dev/udp/{VIP4}/9; done");
+    let mut child = lab
+        .peer
+        .command("bash", &["-c", &send])
+        .spawn()
+        .expect("send");
+    let mut forwarded = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while forwarded < 20 && Instant::now() < deadline {
+        let stats = ports.process_batch(0, 64, |ingress, bufs, verdicts| {
+            assert_eq!(ingress, 0);
+            for (buf, verdict) in bufs.iter_mut().zip(verdicts.iter_mut()) {
+                let frame = buf.data_mut();
+                frame[0..6].copy_from_slice(&back_mac);
+                frame[6..12].copy_from_slice(&xlb1_mac);
+                // The peer's veth leaves a partial (offload) UDP checksum in the frame,
+                // which a real NIC would have completed on the wire. Clear it:
+                //# RFC 768: An all zero transmitted checksum value means that the
+                //# transmitter generated no checksum.
+                let udp = 14 + usize::from(frame[14] & 0x0f) * 4;
+                frame[udp + 6..udp + 8].copy_from_slice(&[0, 0]);
+                *verdict = Verdict::Forward(1);
+            }
+        });
+        forwarded += stats.tx;
+        ports.poll_wait(5);
+    }
+    child.wait().expect("sender exits");
+    assert_eq!(forwarded, 20, "frames placed on xlb1's TX ring");
+    // Keep kicking TX and reaping completions until the receiver has them all.
+    while receiver.try_wait().expect("poll the receiver").is_none() {
+        ports.process_batch(1, 64, |_, _, _| {});
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let count = received.next().and_then(Result::ok);
+    assert_eq!(
+        count.as_deref(),
+        Some("20"),
+        "datagrams the backend received"
     );
 }

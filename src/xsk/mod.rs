@@ -15,7 +15,7 @@ mod sys;
 
 pub use error::XskError;
 pub use memory::MemoryPorts;
-pub use ports::{SocketSpec, XskPorts};
+pub use ports::{SocketSpec, XskPorts, FRAME_SIZE};
 pub use program::{AttachedMode, SteeringProgram, XdpMode};
 pub use sys::enter_network_namespace;
 
