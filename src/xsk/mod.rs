@@ -68,3 +68,12 @@ pub trait BatchPorts {
     where
         F: FnOnce(PortId, &mut [PacketBuf<'_>], &mut [Verdict]);
 }
+
+/// The runtime opens ports and programs on the control thread or in a pinned worker
+/// and may move them between threads: fail the build if that stops being possible.
+const _: () = {
+    fn assert_send<T: Send>() {}
+    let _ = assert_send::<XskPorts>;
+    let _ = assert_send::<SteeringProgram>;
+    let _ = assert_send::<MemoryPorts>;
+};

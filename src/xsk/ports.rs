@@ -54,6 +54,9 @@ struct UmemPool {
     free: Vec<FrameDesc>,
     /// Mode of the first socket bound on it: sharing sockets inherit it.
     mode: SocketMode,
+    /// Size of the fill and completion rings of every socket on it (libxdp sizes a
+    /// sharing socket's rings from the UMEM's config, whatever its spec asks).
+    ring_size: u32,
     sockets: usize,
 }
 
@@ -469,7 +472,7 @@ fn open_socket(
         match bind(spec, &pool.umem, BindFlags::XDP_USE_NEED_WAKEUP) {
             Ok(bound) => {
                 pool.sockets += 1;
-                return finish(spec, bound, index, pool.mode);
+                return Ok(finish(spec, bound, index, pool));
             }
             Err(err) if is_fatal(&err) => return Err(bind_error(spec, err)),
             Err(err) => tracing::info!(
@@ -497,9 +500,11 @@ fn open_socket(
                     umem,
                     free: frames,
                     mode,
+                    ring_size: spec.ring_size,
                     sockets: 1,
                 });
-                return finish(spec, bound, umems.len() - 1, mode);
+                let index = umems.len() - 1;
+                return Ok(finish(spec, bound, index, &umems[index]));
             }
             Err(err) if is_fatal(&err) => return Err(bind_error(spec, err)),
             Err(err) => last_error = Some(err),
@@ -518,27 +523,22 @@ fn open_socket(
 
 type Bound = (RxQueue, TxQueue, FillQueue, CompQueue);
 
-fn finish(
-    spec: &SocketSpec,
-    bound: Bound,
-    umem: usize,
-    mode: SocketMode,
-) -> Result<PortSocket, XskError> {
+fn finish(spec: &SocketSpec, bound: Bound, umem: usize, pool: &UmemPool) -> PortSocket {
     let (rx, tx, fill, comp) = bound;
-    Ok(PortSocket {
+    PortSocket {
         ifname: spec.ifname.clone(),
         port: spec.port,
         queue: spec.queue,
-        mode,
+        mode: pool.mode,
         umem,
         rx,
         tx,
         fill,
         comp,
-        fill_size: spec.ring_size,
+        fill_size: pool.ring_size,
         tx_in_flight: 0,
         tx_staged: ArrayVec::new(),
-    })
+    }
 }
 
 fn socket_mode(spec: &SocketSpec, fd: RawFd) -> Result<SocketMode, XskError> {

@@ -173,7 +173,8 @@ impl SteeringProgram {
     pub fn set_vips(&mut self, addrs: &[IpAddr]) -> Result<(), XskError> {
         let wanted: HashSet<VipKey> = addrs.iter().map(|addr| VipKey::new(*addr)).collect();
         let present: u8 = 1;
-        for key in wanted.difference(&self.vips.clone()) {
+        let added: Vec<VipKey> = wanted.difference(&self.vips).copied().collect();
+        for key in &added {
             // SAFETY: key and value point to live values of the map's key (20 bytes)
             // and value (1 byte) sizes; `vips_fd` is the map's fd, owned by `object`.
             let rc = unsafe {
