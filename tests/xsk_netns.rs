@@ -546,3 +546,42 @@ fn a_frame_received_on_one_interface_leaves_on_another() {
         "datagrams the backend received"
     );
 }
+
+/// Set in the child process that runs without capabilities.
+const NO_CAPS_ENV: &str = "XLB_TEST_WITHOUT_CAPABILITIES";
+
+#[test]
+fn missing_capabilities_are_reported_as_such() {
+    if std::env::var_os(NO_CAPS_ENV).is_some() {
+        // Child: every capability dropped, so loading the program must be refused.
+        let err = SteeringProgram::attach("lo", XdpMode::Skb)
+            .err()
+            .expect("attach without capabilities");
+        assert!(matches!(err, XskError::PermissionDenied { .. }), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("interface lo") && message.contains("CAP_BPF"),
+            "{message}"
+        );
+        return;
+    }
+    // The child starts inside a lab namespace, so it can only touch that `lo`.
+    let lab = lab(1);
+    let exe = std::env::current_exe().expect("test binary path");
+    let exe = exe.to_str().expect("UTF-8 path");
+    let status = lab
+        .xlb
+        .command(
+            "setpriv",
+            &["--bounding-set=-all", "--inh-caps=-all", "--", exe],
+        )
+        .args(["missing_capabilities_are_reported_as_such", "--exact"])
+        .env(NO_CAPS_ENV, "1")
+        .stdout(Stdio::null())
+        .status()
+        .expect("run setpriv (util-linux)");
+    assert!(
+        status.success(),
+        "the capability-less child did not get PermissionDenied"
+    );
+}
