@@ -755,3 +755,226 @@ impl NatSessionTable {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    impl NatSessionTable {
+        /// Asserts that every shard's slab, free list and both indexes agree.
+        fn assert_consistent(&self) {
+            for (shard_index, shard) in self.shards.iter().enumerate() {
+                let shard = shard.read();
+                let stored: Vec<u32> = (0..shard.sessions.len() as u32)
+                    .filter(|&slot| shard.session(slot).is_some())
+                    .collect();
+                assert_eq!(stored.len(), shard.live);
+                assert_eq!(shard.live + shard.free_slots.len(), shard.sessions.len());
+                let filed = |index: &SlotIndex| {
+                    index
+                        .buckets
+                        .iter()
+                        .filter(|entry| entry.slot != EMPTY_SLOT)
+                        .count()
+                };
+                assert_eq!(filed(&shard.by_client), shard.live);
+                assert_eq!(filed(&shard.by_reply), shard.live);
+                for slot in stored {
+                    let session = shard.session(slot).unwrap();
+                    assert_eq!(
+                        shard.find_client(&session.key, session.client_hash),
+                        Some(slot)
+                    );
+                    let reply = ReplyKey::of(&session.key, &session.binding);
+                    assert_eq!(reply.hash(), session.reply_hash);
+                    assert_eq!(shard.find_reply(&reply, session.reply_hash), Some(slot));
+                    assert_eq!(
+                        self.plan.shard_of_port(session.binding.snat_port),
+                        Some(shard_index)
+                    );
+                }
+            }
+        }
+    }
+
+    fn config(capacity: usize, port_range: (u16, u16)) -> NatConfig {
+        NatConfig {
+            addresses: vec![
+                IpAddr::V4(Ipv4Addr::new(198, 18, 200, 1)),
+                IpAddr::V4(Ipv4Addr::new(198, 18, 200, 2)),
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0, 0, 0, 0, 1)),
+            ],
+            port_range,
+            capacity,
+            tcp_idle_ms: 1_000,
+            udp_idle_ms: 300,
+            tcp_closing_ms: 50,
+        }
+    }
+
+    fn key(client: u8, proto: u8) -> NatKey {
+        NatKey {
+            client: IpAddr::V4(Ipv4Addr::new(198, 19, 0, client)),
+            client_port: 40_000 + u16::from(client),
+            vip: IpAddr::V4(Ipv4Addr::new(198, 18, 100, 10)),
+            vip_port: 80,
+            proto,
+        }
+    }
+
+    fn hash_of(key: &NatKey) -> u64 {
+        let mut bytes = [0u8; 37];
+        bytes[..16].copy_from_slice(&ipv6_octets(&key.client));
+        bytes[16..18].copy_from_slice(&key.client_port.to_be_bytes());
+        bytes[18..34].copy_from_slice(&ipv6_octets(&key.vip));
+        bytes[34..36].copy_from_slice(&key.vip_port.to_be_bytes());
+        bytes[36] = key.proto;
+        xxhash_rust::xxh3::xxh3_64(&bytes)
+    }
+
+    fn backend(index: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(198, 18, 1, index))
+    }
+
+    #[test]
+    fn shards_own_disjoint_ports_covering_the_range() {
+        let plan = NatSessionTable::new(config(1 << 16, (1024, 65535))).plan;
+        assert_eq!(plan.shard_count, MAX_SHARDS);
+        let mut owner = vec![None; 65536];
+        for shard in 0..plan.shard_count {
+            for k in 0..plan.ports_in_shard(shard) {
+                let port = plan.port(shard, k);
+                assert_eq!(owner[usize::from(port)], None, "port {port} dealt twice");
+                owner[usize::from(port)] = Some(shard);
+                assert_eq!(plan.shard_of_port(port), Some(shard));
+            }
+        }
+        assert!(owner[1024..].iter().all(Option::is_some));
+        assert!(owner[..1024].iter().all(Option::is_none));
+        assert_eq!(plan.shard_of_port(1023), None);
+    }
+
+    #[test]
+    fn small_tables_use_one_shard_and_exact_capacity() {
+        let table = NatSessionTable::new(config(10, (1024, 65535)));
+        assert_eq!(table.shards.len(), 1);
+        let table = NatSessionTable::new(config(100_000, (1024, 65535)));
+        let slots: usize = table.shards.iter().map(|s| s.read().sessions.len()).sum();
+        assert_eq!(slots, 100_000);
+        let table = NatSessionTable::new(config(1 << 20, (5000, 5003)));
+        assert_eq!(table.shards.len(), 1);
+    }
+
+    #[test]
+    fn reversed_port_range_refuses_every_session() {
+        let table = NatSessionTable::new(config(16, (2000, 1000)));
+        let k = key(1, 6);
+        assert_eq!(
+            table.outbound(&k, backend(1), 80, hash_of(&k), 0),
+            Err(DropReason::NatPortsExhausted)
+        );
+        assert_eq!(table.inbound(backend(1), 80, backend(1), 1500, 6, 0), None);
+    }
+
+    #[test]
+    fn index_removal_shifts_colliding_entries_back() {
+        // Every hash homes in bucket 3 of 8 or wraps around: deletions in the middle
+        // of a cluster must keep the rest findable.
+        let mut index = SlotIndex::with_room_for(4);
+        let hashes = [3u64, 3 | (1 << 40), 4, 7, 7 | (1 << 41), 0];
+        let hash_of = |slot: u32| hashes[slot as usize];
+        for (slot, &hash) in hashes.iter().enumerate().take(5) {
+            index.insert(hash, slot as u32);
+        }
+        index.remove(hashes[0], 0, hash_of);
+        index.remove(hashes[3], 3, hash_of);
+        for slot in [1u32, 2, 4] {
+            assert_eq!(index.find(hashes[slot as usize], |s| s == slot), Some(slot));
+        }
+        for slot in [0u32, 3] {
+            assert_eq!(index.find(hashes[slot as usize], |s| s == slot), None);
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Outbound { client: u8, proto: u8, backend: u8 },
+        Inbound { client: u8, proto: u8 },
+        Close { client: u8, proto: u8 },
+        Tick(u64),
+        Expire,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let proto = prop_oneof![Just(6u8), Just(17u8)];
+        prop_oneof![
+            4 => (0u8..40, proto.clone(), 1u8..4)
+                .prop_map(|(client, proto, backend)| Op::Outbound { client, proto, backend }),
+            2 => (0u8..40, proto.clone()).prop_map(|(client, proto)| Op::Inbound { client, proto }),
+            1 => (0u8..40, proto).prop_map(|(client, proto)| Op::Close { client, proto }),
+            1 => (1u64..400).prop_map(Op::Tick),
+            1 => Just(Op::Expire),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_operation_sequence_keeps_indexes_consistent(
+            ops in proptest::collection::vec(op(), 1..200),
+            capacity in 1usize..48,
+        ) {
+            // Eight ports and two IPv4 addresses: exhaustion, reuse and rebinding
+            // all happen within a short sequence.
+            let table = NatSessionTable::new(config(capacity, (7000, 7007)));
+            let mut bindings: HashMap<NatKey, NatBinding> = HashMap::new();
+            let mut now = 0;
+            for op in ops {
+                match op {
+                    Op::Outbound { client, proto, backend: b } => {
+                        let k = key(client, proto);
+                        match table.outbound(&k, backend(b), 80, hash_of(&k), now) {
+                            Ok(binding) => {
+                                prop_assert_eq!(binding.backend, backend(b));
+                                if let Some(old) = bindings.get(&k) {
+                                    if old.backend == binding.backend {
+                                        prop_assert_eq!(*old, binding);
+                                    }
+                                }
+                                bindings.insert(k, binding);
+                            }
+                            Err(reason) => {
+                                prop_assert_eq!(reason, DropReason::NatPortsExhausted);
+                                bindings.remove(&k);
+                            }
+                        }
+                    }
+                    Op::Inbound { client, proto } => {
+                        let k = key(client, proto);
+                        if let Some(b) = bindings.get(&k) {
+                            let found = table.inbound(b.backend, b.backend_port, b.snat, b.snat_port, proto, now);
+                            // Only `expire` removes sessions, and it prunes the model.
+                            prop_assert_eq!(found, Some(k));
+                        }
+                    }
+                    Op::Close { client, proto } => {
+                        let k = key(client, proto);
+                        table.close(&k, hash_of(&k), now);
+                    }
+                    Op::Tick(ms) => now += ms,
+                    Op::Expire => {
+                        table.expire(now);
+                        bindings.retain(|k, b| {
+                            table.inbound(b.backend, b.backend_port, b.snat, b.snat_port, k.proto, now)
+                                == Some(*k)
+                        });
+                    }
+                }
+                table.assert_consistent();
+                prop_assert!(table.len() <= capacity);
+            }
+        }
+    }
+}
