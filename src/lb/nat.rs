@@ -23,6 +23,7 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crossbeam::utils::CachePadded;
 use parking_lot::RwLock;
 
 use crate::pipeline::verdict::DropReason;
@@ -200,6 +201,11 @@ impl Session {
     }
 
     #[inline]
+    fn is_bound_to(&self, backend: IpAddr, backend_port: u16) -> bool {
+        self.binding.backend == backend && self.binding.backend_port == backend_port
+    }
+
+    #[inline]
     fn answers(&self, reply: &ReplyKey) -> bool {
         ReplyKey::of(&self.key, &self.binding) == *reply
     }
@@ -364,6 +370,8 @@ struct ShardCounters {
 /// One shard: a slab of sessions and its two indexes, always changed together.
 #[derive(Debug)]
 struct Shard {
+    /// Position in the table: which ports this shard owns.
+    index: usize,
     sessions: Box<[Option<Session>]>,
     free_slots: Vec<u32>,
     live: usize,
@@ -390,8 +398,9 @@ fn reply_hash_of(sessions: &[Option<Session>], slot: u32) -> u64 {
 }
 
 impl Shard {
-    fn with_capacity(capacity: usize) -> Self {
+    fn new(index: usize, capacity: usize) -> Self {
         Shard {
+            index,
             sessions: (0..capacity).map(|_| None).collect(),
             free_slots: (0..capacity as u32).rev().collect(),
             live: 0,
@@ -428,11 +437,11 @@ impl Shard {
     fn allocate_port(
         &mut self,
         plan: &PortPlan,
-        shard: usize,
         backend: IpAddr,
         backend_port: u16,
         proto: u8,
     ) -> Option<(IpAddr, u16, u64)> {
+        let shard = self.index;
         let addresses = plan.addresses_for(&backend);
         let candidates = addresses.len() * plan.ports_in_shard(shard);
         if candidates == 0 {
@@ -488,13 +497,11 @@ impl Shard {
     }
 
     /// Creates a session for `key` towards `backend`; counts a refusal, not a success.
-    #[allow(clippy::too_many_arguments)]
     fn create(
         &mut self,
         key: &NatKey,
         client_hash: u64,
         plan: &PortPlan,
-        shard: usize,
         backend: IpAddr,
         backend_port: u16,
         now_ms: u64,
@@ -504,7 +511,7 @@ impl Shard {
             return Err(DropReason::NatPortsExhausted);
         }
         let Some((snat, snat_port, reply_hash)) =
-            self.allocate_port(plan, shard, backend, backend_port, key.proto)
+            self.allocate_port(plan, backend, backend_port, key.proto)
         else {
             self.counters.ports_exhausted += 1;
             return Err(DropReason::NatPortsExhausted);
@@ -549,7 +556,8 @@ impl Shard {
 /// packets, reply key -> client key for backend replies.
 #[derive(Debug)]
 pub struct NatSessionTable {
-    shards: Box<[RwLock<Shard>]>,
+    /// Padded so that one shard's lock word never shares a cache line with another's.
+    shards: Box<[CachePadded<RwLock<Shard>>]>,
     plan: PortPlan,
     timeouts: Timeouts,
 }
@@ -572,7 +580,10 @@ impl NatSessionTable {
         let shards = (0..shard_count)
             .map(|shard| {
                 let extra = usize::from(shard < config.capacity % shard_count);
-                RwLock::new(Shard::with_capacity(config.capacity / shard_count + extra))
+                CachePadded::new(RwLock::new(Shard::new(
+                    shard,
+                    config.capacity / shard_count + extra,
+                )))
             })
             .collect();
         let (v4_addresses, v6_addresses) = config.addresses.iter().partition(|a| a.is_ipv4());
@@ -614,63 +625,43 @@ impl NatSessionTable {
         hash: u64,
         now_ms: u64,
     ) -> Result<NatBinding, DropReason> {
-        let shard_index = self.shard_of_client(hash);
-        let shard = &self.shards[shard_index];
+        let shard = &self.shards[self.shard_of_client(hash)];
         {
             let shard = shard.read();
             if let Some(session) = shard
                 .find_client(key, hash)
                 .and_then(|slot| shard.session(slot))
+                .filter(|session| session.is_bound_to(backend, backend_port))
             {
-                if session.binding.backend == backend
-                    && session.binding.backend_port == backend_port
-                {
-                    session.refresh(now_ms);
-                    return Ok(session.binding);
-                }
+                session.refresh(now_ms);
+                return Ok(session.binding);
             }
         }
         let mut shard = shard.write();
         // Another worker may have created or rebound the session since the read.
-        match shard.find_client(key, hash) {
+        let rebinding = match shard.find_client(key, hash) {
             Some(slot) => {
-                if let Some(session) = shard.session(slot) {
-                    if session.binding.backend == backend
-                        && session.binding.backend_port == backend_port
-                    {
-                        session.refresh(now_ms);
-                        return Ok(session.binding);
-                    }
+                if let Some(session) = shard
+                    .session(slot)
+                    .filter(|session| session.is_bound_to(backend, backend_port))
+                {
+                    session.refresh(now_ms);
+                    return Ok(session.binding);
                 }
                 // Its backend left: the old reply key goes, a port towards the new
                 // backend is taken. If none is free the session stays removed.
                 shard.remove(slot);
-                let binding = shard.create(
-                    key,
-                    hash,
-                    &self.plan,
-                    shard_index,
-                    backend,
-                    backend_port,
-                    now_ms,
-                )?;
-                shard.counters.rebound += 1;
-                Ok(binding)
+                true
             }
-            None => {
-                let binding = shard.create(
-                    key,
-                    hash,
-                    &self.plan,
-                    shard_index,
-                    backend,
-                    backend_port,
-                    now_ms,
-                )?;
-                shard.counters.created += 1;
-                Ok(binding)
-            }
+            None => false,
+        };
+        let binding = shard.create(key, hash, &self.plan, backend, backend_port, now_ms)?;
+        if rebinding {
+            shard.counters.rebound += 1;
+        } else {
+            shard.counters.created += 1;
         }
+        Ok(binding)
     }
 
     /// Backend -> SNAT packet: the client key to restore, or None (caller drops as
