@@ -860,6 +860,16 @@ mod tests {
     }
 
     #[test]
+    fn memory_per_session_stays_small() {
+        // Slab record plus, in each of the two indexes, two buckets per slot (the
+        // smallest size; capacities just above a power of two get up to four).
+        let per_session =
+            std::mem::size_of::<Option<Session>>() + 4 * std::mem::size_of::<IndexEntry>();
+        eprintln!("bytes per session: {per_session}");
+        assert!(per_session <= 160, "{per_session} bytes per session");
+    }
+
+    #[test]
     fn reversed_port_range_refuses_every_session() {
         let table = NatSessionTable::new(config(16, (2000, 1000)));
         let k = key(1, 6);
