@@ -1,5 +1,7 @@
 //! Sans-IO balancing decisions: Maglev, the per-worker flow table, the shared SCTP
-//! association table, the per-generation snapshot and the balancer. Nothing here
-//! touches a socket or reads a clock; `now` is always an argument.
+//! association and NAT session tables, the per-generation snapshot and the balancer.
+//! Nothing here touches a socket or reads a clock; `now` is always an argument, so it
+//! all runs in tests and benches with no kernel.
 
+pub mod nat;
 pub mod sctp;
