@@ -275,9 +275,7 @@ impl FlowTable {
 
         let bucket = &self.buckets[index];
         let free = bucket.tags.iter().position(|&t| t == EMPTY_TAG);
-        let expired = || {
-            (0..WAYS).find(|&way| self.is_expired(&bucket.entries[way], now_ms))
-        };
+        let expired = || (0..WAYS).find(|&way| self.is_expired(&bucket.entries[way], now_ms));
         let (way, outcome) = if let Some(way) = free {
             self.len += 1;
             (way, Insert::New)
@@ -373,7 +371,13 @@ mod tests {
     }
 
     fn hash_of(key: &FlowKey) -> u64 {
-        flow_hash(&key.client, &key.vip, key.client_port, key.vip_port, key.proto)
+        flow_hash(
+            &key.client,
+            &key.vip,
+            key.client_port,
+            key.vip_port,
+            key.proto,
+        )
     }
 
     #[test]
@@ -394,7 +398,10 @@ mod tests {
         assert_eq!(table.insert(&key, hash, 9, 2), Insert::Replaced);
         assert_eq!(table.lookup(&key, hash, 3), Some(9));
         assert_eq!(table.len(), 1);
-        assert_eq!(table.lookup(&key_v4(40_001, 6), hash_of(&key_v4(40_001, 6)), 3), None);
+        assert_eq!(
+            table.lookup(&key_v4(40_001, 6), hash_of(&key_v4(40_001, 6)), 3),
+            None
+        );
         // Same hash, different key: the exact compare refuses it.
         assert_eq!(table.lookup(&key_v4(40_001, 6), hash, 3), None);
         assert_eq!(table.stats().inserts, 1);
@@ -409,8 +416,16 @@ mod tests {
             table.insert(&key, hash, 1, 0);
             assert_eq!(table.lookup(&key, hash, idle - 1), Some(1), "proto {proto}");
             // The lookup refreshed it: alive until idle after that.
-            assert_eq!(table.lookup(&key, hash, 2 * idle - 2), Some(1), "proto {proto}");
-            assert_eq!(table.lookup(&key, hash, 3 * idle - 2), None, "proto {proto}");
+            assert_eq!(
+                table.lookup(&key, hash, 2 * idle - 2),
+                Some(1),
+                "proto {proto}"
+            );
+            assert_eq!(
+                table.lookup(&key, hash, 3 * idle - 2),
+                None,
+                "proto {proto}"
+            );
         }
         assert_eq!(table.stats().expirations, 4);
         assert_eq!(table.len(), 0);
@@ -452,12 +467,18 @@ mod tests {
         assert_eq!(table.capacity(), WAYS);
         let keys: Vec<FlowKey> = (0..WAYS as u16 + 1).map(|p| key_v4(p, 6)).collect();
         for (now, key) in keys.iter().take(WAYS).enumerate() {
-            assert_eq!(table.insert(key, hash_of(key), now as u32, now as u64), Insert::New);
+            assert_eq!(
+                table.insert(key, hash_of(key), now as u32, now as u64),
+                Insert::New
+            );
         }
         // Touch flow 0 so flow 1 becomes the oldest.
         assert_eq!(table.lookup(&keys[0], hash_of(&keys[0]), 100), Some(0));
         let newcomer = &keys[WAYS];
-        assert_eq!(table.insert(newcomer, hash_of(newcomer), 99, 101), Insert::EvictedLru);
+        assert_eq!(
+            table.insert(newcomer, hash_of(newcomer), 99, 101),
+            Insert::EvictedLru
+        );
         assert_eq!(table.stats().evictions, 1);
         assert_eq!(table.len(), WAYS);
         assert_eq!(table.lookup(&keys[1], hash_of(&keys[1]), 102), None);
@@ -475,7 +496,10 @@ mod tests {
             table.insert(&key, hash_of(&key), 0, 20_000);
         }
         let newcomer = key_v4(100, 6);
-        assert_eq!(table.insert(&newcomer, hash_of(&newcomer), 5, 30_000), Insert::New);
+        assert_eq!(
+            table.insert(&newcomer, hash_of(&newcomer), 5, 30_000),
+            Insert::New
+        );
         assert_eq!(table.stats().evictions, 0);
         assert_eq!(table.stats().expirations, 1);
         assert_eq!(table.len(), WAYS);

@@ -75,12 +75,26 @@ mod tests {
     #[test]
     fn backend_hashes_are_pinned() {
         // Pinned values: if these change, every deployed xlb would disagree with the new build.
-        assert_eq!(backend_hashes("node-a"), backend_hashes("node-a"));
-        let (h1, h2) = backend_hashes("node-a");
-        assert_ne!(h1, h2);
         assert_eq!(
-            (h1, h2),
-            (xxh3_64_with_seed(b"node-a", OFFSET_SEED), xxh3_64_with_seed(b"node-a", SKIP_SEED))
+            backend_hashes("node-a"),
+            (5_231_891_414_158_319_368, 651_365_780_881_372_723)
+        );
+    }
+
+    #[test]
+    fn flow_hash_is_pinned() {
+        // Pinned values: instances behind one router must hash a flow alike, across builds too.
+        let client = IpAddr::V4(Ipv4Addr::new(198, 19, 0, 7));
+        let vip = IpAddr::V4(Ipv4Addr::new(198, 18, 100, 10));
+        assert_eq!(
+            flow_hash(&client, &vip, 40_000, 80, 6),
+            15_734_501_548_860_274_008
+        );
+        let client = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0, 0, 0, 0, 7));
+        let vip = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x10));
+        assert_eq!(
+            flow_hash(&client, &vip, 40_000, 443, 17),
+            12_189_965_873_147_948_655
         );
     }
 

@@ -41,7 +41,10 @@ pub enum MaglevError {
         size: u32,
     },
     /// Slots hold backend indices as `u32` with `u32::MAX` reserved for "no backend".
-    #[error("{count} backends cannot be indexed by a maglev table; use fewer than {}", NO_BACKEND)]
+    #[error(
+        "{count} backends cannot be indexed by a maglev table; use fewer than {}",
+        NO_BACKEND
+    )]
     TooManyBackends {
         /// The number of backends given.
         count: usize,
@@ -101,7 +104,11 @@ pub fn build(backends: &[MaglevBackend<'_>], size: u32) -> Result<MaglevTable, M
     }
     let slot_count = size as usize;
     let mut slots = vec![NO_BACKEND; slot_count].into_boxed_slice();
-    let max_weight = backends.iter().map(|b| u64::from(b.weight)).max().unwrap_or(0);
+    let max_weight = backends
+        .iter()
+        .map(|b| u64::from(b.weight))
+        .max()
+        .unwrap_or(0);
     if max_weight == 0 {
         return Ok(MaglevTable { slots });
     }
@@ -200,7 +207,11 @@ impl MaglevTable {
     ///
     /// Tables of different sizes map hashes to slots differently, so then every slot of `other`
     /// counts as moved.
-    pub fn slots_moved(&self, other: &MaglevTable, old_to_new: impl Fn(u32) -> Option<u32>) -> usize {
+    pub fn slots_moved(
+        &self,
+        other: &MaglevTable,
+        old_to_new: impl Fn(u32) -> Option<u32>,
+    ) -> usize {
         if self.slots.len() != other.slots.len() {
             return other.slots.len();
         }
@@ -254,7 +265,10 @@ mod tests {
             build(&named(&["a"]), 65_536),
             Err(MaglevError::SizeNotPrime { size: 65_536 })
         );
-        assert_eq!(build(&named(&["a"]), 1), Err(MaglevError::SizeNotPrime { size: 1 }));
+        assert_eq!(
+            build(&named(&["a"]), 1),
+            Err(MaglevError::SizeNotPrime { size: 1 })
+        );
     }
 
     #[test]
@@ -276,9 +290,18 @@ mod tests {
     #[test]
     fn weight_zero_backend_gets_no_slot() {
         let backends = [
-            MaglevBackend { name: "a", weight: 1 },
-            MaglevBackend { name: "drained", weight: 0 },
-            MaglevBackend { name: "c", weight: 1 },
+            MaglevBackend {
+                name: "a",
+                weight: 1,
+            },
+            MaglevBackend {
+                name: "drained",
+                weight: 0,
+            },
+            MaglevBackend {
+                name: "c",
+                weight: 1,
+            },
         ];
         let shares = build(&backends, 101).unwrap().shares(3);
         assert_eq!(shares[1], 0);
