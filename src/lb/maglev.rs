@@ -64,6 +64,8 @@ struct PermutationCursor<'a> {
     backend: u32,
     position: u32,
     skip: u32,
+    /// `skip⁻¹ mod M`, computed when the backend first claims a slot in the tail.
+    skip_inverse: Option<u32>,
     weight: u64,
     credit: u64,
 }
@@ -126,6 +128,7 @@ pub fn build(backends: &[MaglevBackend<'_>], size: u32) -> Result<MaglevTable, M
                 // Both results are < size, so they fit u32.
                 position: (h1 % modulus) as u32,
                 skip: (h2 % (modulus - 1) + 1) as u32,
+                skip_inverse: None,
                 weight: u64::from(b.weight),
                 credit: 0,
             }
@@ -134,32 +137,120 @@ pub fn build(backends: &[MaglevBackend<'_>], size: u32) -> Result<MaglevTable, M
     // Turns go in name order, not list order, so reordering the configuration moves no slot.
     cursors.sort_by_key(|cursor| cursor.name);
 
-    // A bitmap of taken slots (8 KiB at M = 65537) stays in L1 while the probes jump around.
-    let mut taken = vec![0u64; slot_count.div_ceil(64)];
-    let mut filled = 0usize;
+    let mut filler = SlotFiller::new(size);
     'rounds: loop {
         for cursor in &mut cursors {
             cursor.credit += cursor.weight;
             while cursor.credit >= max_weight {
                 cursor.credit -= max_weight;
-                let slot = loop {
-                    let candidate = cursor.position;
-                    cursor.position = next_position(candidate, cursor.skip, size);
-                    let (word, bit) = (candidate as usize / 64, 1u64 << (candidate % 64));
-                    if taken[word] & bit == 0 {
-                        taken[word] |= bit;
-                        break candidate as usize;
-                    }
-                };
-                slots[slot] = cursor.backend;
-                filled += 1;
-                if filled == slot_count {
+                let Some(slot) = filler.claim(cursor) else {
                     break 'rounds;
-                }
+                };
+                slots[slot as usize] = cursor.backend;
             }
         }
     }
     Ok(MaglevTable { slots })
+}
+
+/// Below this many free slots a claim ranks the free slots instead of probing: probing needs
+/// about `M / free` steps per claim, ranking `free` multiplications, so switching near `√(M/10)`
+/// removes most of the `M·ln M` probe tail without changing which slot a backend gets.
+const TAIL_SLOTS: usize = 96;
+
+/// Which slots are taken, and the claim rule every backend follows.
+struct SlotFiller {
+    size: u32,
+    /// A bitmap of taken slots (8 KiB at M = 65537) that stays in L1 while probes jump around.
+    taken: Vec<u64>,
+    free_count: usize,
+    /// The free slots, listed once `free_count` drops to [`TAIL_SLOTS`].
+    tail: Vec<u32>,
+    tail_listed: bool,
+}
+
+impl SlotFiller {
+    fn new(size: u32) -> Self {
+        SlotFiller {
+            size,
+            taken: vec![0u64; (size as usize).div_ceil(64)],
+            free_count: size as usize,
+            tail: Vec::with_capacity(TAIL_SLOTS),
+            tail_listed: false,
+        }
+    }
+
+    /// The next free slot in `cursor`'s permutation, marked taken; `None` once the table is full.
+    fn claim(&mut self, cursor: &mut PermutationCursor<'_>) -> Option<u32> {
+        if self.free_count == 0 {
+            return None;
+        }
+        if self.free_count > TAIL_SLOTS {
+            self.free_count -= 1;
+            return Some(self.claim_by_probing(cursor));
+        }
+        if !self.tail_listed {
+            self.list_free_slots();
+            self.tail_listed = true;
+        }
+        self.free_count -= 1;
+        self.claim_by_ranking(cursor)
+    }
+
+    /// Walks the permutation from the cursor to the first slot not taken.
+    #[inline]
+    fn claim_by_probing(&mut self, cursor: &mut PermutationCursor<'_>) -> u32 {
+        loop {
+            let candidate = cursor.position;
+            cursor.position = next_position(candidate, cursor.skip, self.size);
+            let (word, bit) = (candidate as usize / 64, 1u64 << (candidate % 64));
+            if self.taken[word] & bit == 0 {
+                self.taken[word] |= bit;
+                return candidate;
+            }
+        }
+    }
+
+    fn list_free_slots(&mut self) {
+        self.tail.extend(
+            (0..self.size)
+                .filter(|&slot| self.taken[slot as usize / 64] & (1u64 << (slot % 64)) == 0),
+        );
+    }
+
+    /// The free slot the cursor's permutation reaches first: the one fewest skips away
+    /// (`(slot - position) · skip⁻¹ mod M`). Every slot the cursor already passed is taken, so
+    /// this is the slot probing would find.
+    fn claim_by_ranking(&mut self, cursor: &mut PermutationCursor<'_>) -> Option<u32> {
+        let modulus = u64::from(self.size);
+        let inverse = u64::from(
+            *cursor
+                .skip_inverse
+                .get_or_insert_with(|| modular_inverse(cursor.skip, self.size)),
+        );
+        let position = u64::from(cursor.position);
+        let (index, _) = self.tail.iter().enumerate().min_by_key(|&(_, &slot)| {
+            let distance = (u64::from(slot) + modulus - position) % modulus;
+            distance * inverse % modulus
+        })?;
+        let slot = self.tail.swap_remove(index);
+        cursor.position = next_position(slot, cursor.skip, self.size);
+        Some(slot)
+    }
+}
+
+/// `value⁻¹ mod prime` by the extended Euclidean algorithm (`0 < value < prime`).
+fn modular_inverse(value: u32, prime: u32) -> u32 {
+    let (mut remainder, mut next_remainder) = (i64::from(value), i64::from(prime));
+    let (mut coefficient, mut next_coefficient) = (1i64, 0i64);
+    while next_remainder != 0 {
+        let quotient = remainder / next_remainder;
+        (remainder, next_remainder) = (next_remainder, remainder - quotient * next_remainder);
+        (coefficient, next_coefficient) =
+            (next_coefficient, coefficient - quotient * next_coefficient);
+    }
+    // The result is in 0..prime, so it fits u32.
+    coefficient.rem_euclid(i64::from(prime)) as u32
 }
 
 /// The next entry of a permutation `offset + j·skip (mod size)`, without a division.
@@ -257,6 +348,19 @@ mod tests {
         assert!(!is_prime(65_535));
         assert!(is_prime(4_294_967_291)); // largest u32 prime
         assert!(!is_prime(u32::MAX));
+    }
+
+    #[test]
+    fn modular_inverse_inverts() {
+        for prime in [2u32, 3, 31, 65_537, 4_294_967_291] {
+            for value in [1u32, 2, 7, prime / 2, prime - 1]
+                .into_iter()
+                .filter(|&v| v > 0 && v < prime)
+            {
+                let inverse = modular_inverse(value, prime);
+                assert_eq!(u64::from(value) * u64::from(inverse) % u64::from(prime), 1);
+            }
+        }
     }
 
     #[test]
