@@ -1,0 +1,186 @@
+//! Criterion benchmarks of the per-packet flow path: `flow_hash`, a flow-table hit at 1M live
+//! flows (with and without the one-ahead prefetch), and inserts into a full table (each one an
+//! LRU eviction). Figures are per packet (`Throughput::Elements`).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use xlb::lb::flow::{FlowKey, FlowTable, FlowTimeouts};
+use xlb::lb::hash::flow_hash;
+
+/// Packets per iteration.
+const BATCH: usize = 1024;
+/// Live flows for the hit benchmark.
+const LIVE_FLOWS: usize = 1 << 20;
+
+const TIMEOUTS: FlowTimeouts = FlowTimeouts {
+    tcp_idle_ms: 300_000,
+    udp_idle_ms: 30_000,
+    sctp_idle_ms: 300_000,
+    tcp_closing_ms: 10_000,
+};
+
+/// A splitmix64 step, for shuffles without a random-number crate.
+fn mix(i: u64) -> u64 {
+    let mut z = i.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Flow `i`: distinct IPv4 clients in 198.18.0.0/15 talking to one VIP over TCP.
+fn flow_key(i: usize) -> FlowKey {
+    let i = i as u32;
+    FlowKey {
+        vip: IpAddr::V4(Ipv4Addr::new(198, 18, 100, 10)),
+        client: IpAddr::V4(Ipv4Addr::from(0xc613_0000 | (i >> 6) & 0xffff)),
+        vip_port: 443,
+        client_port: 1024 + (i & 0x3f) as u16 + ((i >> 22) as u16) * 64,
+        proto: 6,
+    }
+}
+
+fn hash_of(key: &FlowKey) -> u64 {
+    flow_hash(
+        &key.client,
+        &key.vip,
+        key.client_port,
+        key.vip_port,
+        key.proto,
+    )
+}
+
+/// `count` keys with their hashes, in a shuffled order.
+fn shuffled_flows(count: usize) -> Vec<(FlowKey, u64)> {
+    let mut flows: Vec<(FlowKey, u64)> = (0..count)
+        .map(|i| {
+            let key = flow_key(i);
+            (key, hash_of(&key))
+        })
+        .collect();
+    for i in (1..flows.len()).rev() {
+        flows.swap(i, (mix(i as u64) % (i as u64 + 1)) as usize);
+    }
+    flows
+}
+
+fn bench_flow_hash(c: &mut Criterion) {
+    let v4: Vec<FlowKey> = (0..BATCH).map(flow_key).collect();
+    let v6: Vec<FlowKey> = v4
+        .iter()
+        .map(|key| FlowKey {
+            vip: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x10)),
+            client: IpAddr::V6(Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0x200,
+                0,
+                0,
+                0,
+                0,
+                key.client_port,
+            )),
+            ..*key
+        })
+        .collect();
+    let mut group = c.benchmark_group("flow_hash");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    for (name, keys) in [("ipv4", &v4), ("ipv6", &v6)] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut acc = 0u64;
+                for key in keys.iter() {
+                    let key = black_box(key);
+                    acc ^= flow_hash(
+                        &key.client,
+                        &key.vip,
+                        key.client_port,
+                        key.vip_port,
+                        key.proto,
+                    );
+                }
+                acc
+            })
+        });
+    }
+    group.finish();
+}
+
+fn bench_lookup_hit(c: &mut Criterion) {
+    // 1M live flows in a 2M-flow table (the load a table sized for its peak sees).
+    let flows = shuffled_flows(LIVE_FLOWS);
+    let mut table = FlowTable::new(2 * LIVE_FLOWS, TIMEOUTS);
+    for (i, (key, hash)) in flows.iter().enumerate() {
+        table.insert(key, *hash, i as u32, 0);
+    }
+    assert_eq!(
+        table.len(),
+        LIVE_FLOWS,
+        "every flow must be live for a hit benchmark"
+    );
+
+    let mut group = c.benchmark_group("flow_lookup_hit_1M");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let mut cursor = 0usize;
+    group.bench_function("no_prefetch", |b| {
+        b.iter(|| {
+            let mut hits = 0u32;
+            for (key, hash) in &flows[cursor..cursor + BATCH] {
+                hits += table.lookup(key, *hash, 1).is_some() as u32;
+            }
+            cursor = (cursor + BATCH) % LIVE_FLOWS;
+            hits
+        })
+    });
+    group.bench_function("prefetch_one_ahead", |b| {
+        b.iter(|| {
+            let mut hits = 0u32;
+            let window = &flows[cursor..cursor + BATCH];
+            for (i, (key, hash)) in window.iter().enumerate() {
+                if let Some((_, next_hash)) = window.get(i + 1) {
+                    table.prefetch(*next_hash);
+                }
+                hits += table.lookup(key, *hash, 1).is_some() as u32;
+            }
+            cursor = (cursor + BATCH) % LIVE_FLOWS;
+            hits
+        })
+    });
+    group.finish();
+}
+
+fn bench_insert_evicting(c: &mut Criterion) {
+    // A full 64k-flow table fed new flows: every insert evicts the bucket's oldest.
+    let flows = shuffled_flows(LIVE_FLOWS);
+    let mut table = FlowTable::new(1 << 16, TIMEOUTS);
+    let mut now = 0u64;
+    for (key, hash) in &flows[..1 << 18] {
+        table.insert(key, *hash, 0, now);
+    }
+    let mut group = c.benchmark_group("flow_insert_evicting");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let mut cursor = 1 << 18;
+    group.bench_function("capacity_64k", |b| {
+        b.iter(|| {
+            now += 1;
+            for (key, hash) in &flows[cursor..cursor + BATCH] {
+                black_box(table.insert(key, *hash, 1, now));
+            }
+            cursor = (cursor + BATCH) % LIVE_FLOWS;
+        })
+    });
+    group.finish();
+    let stats = table.stats();
+    assert!(
+        stats.evictions > 0,
+        "the table must be full for this benchmark"
+    );
+}
+
+criterion_group!(
+    benches,
+    bench_flow_hash,
+    bench_lookup_hit,
+    bench_insert_evicting
+);
+criterion_main!(benches);

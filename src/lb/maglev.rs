@@ -1,0 +1,430 @@
+//! Maglev consistent hashing with weights (Eisenbud et al., NSDI 2016, §3.4), as a pure function
+//! `build(backends, size) -> MaglevTable`.
+//!
+//! Each backend walks its own permutation of the `M` slots (`offset = h1 % M`,
+//! `skip = h2 % (M - 1) + 1`, hashes of its name from [`crate::lb::hash::backend_hashes`]) and
+//! claims the next free slot on its turn. Weights use credit rounds: every round each backend
+//! earns its weight in credit and claims one slot per `max_weight` of credit it holds. With equal
+//! weights that is exactly the paper's round-robin; with unequal weights a backend's share after
+//! any number of rounds is within one slot of `M * w / sum(w)`, and so max/mean share stays under
+//! `1 + N / M` (≤ 1.01 when `M > 100·N`).
+//!
+//! The table depends only on the backends' names and weights and on `M` (not on the order they
+//! are listed in): every process on every machine builds the same one.
+
+use thiserror::Error;
+
+use crate::lb::hash::backend_hashes;
+
+/// The slot value meaning "no backend": every slot holds it when every weight is 0.
+pub const NO_BACKEND: u32 = u32::MAX;
+
+/// The table size used when the configuration does not name one (the paper's 65537, a prime).
+pub const DEFAULT_SIZE: u32 = 65_537;
+
+/// One backend as Maglev sees it: the name seeds its permutation, the weight sets its share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaglevBackend<'a> {
+    /// Stable name (not its position), so a backend keeps its slots when others change.
+    pub name: &'a str,
+    /// Relative share of slots; 0 takes the backend out of the table (drained).
+    pub weight: u32,
+}
+
+/// Why a Maglev table could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MaglevError {
+    /// The permutation needs every skip in `1..M` to be coprime with `M`, so `M` must be prime.
+    #[error("maglev table size {size} is not prime; use a prime such as 65537")]
+    SizeNotPrime {
+        /// The size asked for.
+        size: u32,
+    },
+    /// Slots hold backend indices as `u32` with `u32::MAX` reserved for "no backend".
+    #[error(
+        "{count} backends cannot be indexed by a maglev table; use fewer than {}",
+        NO_BACKEND
+    )]
+    TooManyBackends {
+        /// The number of backends given.
+        count: usize,
+    },
+}
+
+/// A built Maglev lookup table: `M` slots, each holding an index into the backend list it was
+/// built from, or [`NO_BACKEND`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaglevTable {
+    slots: Box<[u32]>,
+}
+
+/// Where one backend is in its permutation, and how much weight credit it holds.
+struct PermutationCursor<'a> {
+    name: &'a str,
+    backend: u32,
+    position: u32,
+    skip: u32,
+    /// `skip⁻¹ mod M`, computed when the backend first claims a slot in the tail.
+    skip_inverse: Option<u32>,
+    weight: u64,
+    credit: u64,
+}
+
+/// Whether `n` is prime; config validation uses it to reject a bad `maglev_table_size` early.
+pub fn is_prime(n: u32) -> bool {
+    if n < 4 {
+        return n >= 2;
+    }
+    if n % 2 == 0 || n % 3 == 0 {
+        return false;
+    }
+    let n = u64::from(n);
+    let mut divisor = 5u64;
+    while divisor * divisor <= n {
+        if n % divisor == 0 || n % (divisor + 2) == 0 {
+            return false;
+        }
+        divisor += 6;
+    }
+    true
+}
+
+/// Builds the table for `backends` (slot values index this slice) with `size` slots.
+///
+/// `size` must be prime. Names should be unique (configuration validation ensures it); equal
+/// names take turns in list order. Backends of weight 0 get no slot; if all weigh 0 every slot is
+/// [`NO_BACKEND`]. Runs in about `M·ln M` probes when weights are equal; a tiny weight next to a
+/// huge one costs up to `M·N` credit steps (still control-plane time, never per packet).
+pub fn build(backends: &[MaglevBackend<'_>], size: u32) -> Result<MaglevTable, MaglevError> {
+    if !is_prime(size) {
+        return Err(MaglevError::SizeNotPrime { size });
+    }
+    if backends.len() >= NO_BACKEND as usize {
+        return Err(MaglevError::TooManyBackends {
+            count: backends.len(),
+        });
+    }
+    let slot_count = size as usize;
+    let mut slots = vec![NO_BACKEND; slot_count].into_boxed_slice();
+    let max_weight = backends
+        .iter()
+        .map(|b| u64::from(b.weight))
+        .max()
+        .unwrap_or(0);
+    if max_weight == 0 {
+        return Ok(MaglevTable { slots });
+    }
+
+    let modulus = u64::from(size);
+    let mut cursors: Vec<PermutationCursor<'_>> = backends
+        .iter()
+        .zip(0u32..)
+        .filter(|(b, _)| b.weight > 0)
+        .map(|(b, backend)| {
+            let (h1, h2) = backend_hashes(b.name);
+            PermutationCursor {
+                name: b.name,
+                backend,
+                // Both results are < size, so they fit u32.
+                position: (h1 % modulus) as u32,
+                skip: (h2 % (modulus - 1) + 1) as u32,
+                skip_inverse: None,
+                weight: u64::from(b.weight),
+                credit: 0,
+            }
+        })
+        .collect();
+    // Turns go in name order, not list order, so reordering the configuration moves no slot.
+    cursors.sort_by_key(|cursor| cursor.name);
+
+    let mut filler = SlotFiller::new(size);
+    'rounds: loop {
+        for cursor in &mut cursors {
+            cursor.credit += cursor.weight;
+            while cursor.credit >= max_weight {
+                cursor.credit -= max_weight;
+                let Some(slot) = filler.claim(cursor) else {
+                    break 'rounds;
+                };
+                slots[slot as usize] = cursor.backend;
+            }
+        }
+    }
+    Ok(MaglevTable { slots })
+}
+
+/// Below this many free slots a claim ranks the free slots instead of probing: probing needs
+/// about `M / free` steps per claim, ranking `free` multiplications, so switching near `√(M/10)`
+/// removes most of the `M·ln M` probe tail without changing which slot a backend gets.
+const TAIL_SLOTS: usize = 96;
+
+/// Which slots are taken, and the claim rule every backend follows.
+struct SlotFiller {
+    size: u32,
+    /// A bitmap of taken slots (8 KiB at M = 65537) that stays in L1 while probes jump around.
+    taken: Vec<u64>,
+    free_count: usize,
+    /// The free slots, listed once `free_count` drops to [`TAIL_SLOTS`].
+    tail: Vec<u32>,
+    tail_listed: bool,
+}
+
+impl SlotFiller {
+    fn new(size: u32) -> Self {
+        SlotFiller {
+            size,
+            taken: vec![0u64; (size as usize).div_ceil(64)],
+            free_count: size as usize,
+            tail: Vec::with_capacity(TAIL_SLOTS),
+            tail_listed: false,
+        }
+    }
+
+    /// The next free slot in `cursor`'s permutation, marked taken; `None` once the table is full.
+    fn claim(&mut self, cursor: &mut PermutationCursor<'_>) -> Option<u32> {
+        if self.free_count == 0 {
+            return None;
+        }
+        if self.free_count > TAIL_SLOTS {
+            self.free_count -= 1;
+            return Some(self.claim_by_probing(cursor));
+        }
+        if !self.tail_listed {
+            self.list_free_slots();
+            self.tail_listed = true;
+        }
+        self.free_count -= 1;
+        self.claim_by_ranking(cursor)
+    }
+
+    /// Walks the permutation from the cursor to the first slot not taken.
+    #[inline]
+    fn claim_by_probing(&mut self, cursor: &mut PermutationCursor<'_>) -> u32 {
+        loop {
+            let candidate = cursor.position;
+            cursor.position = next_position(candidate, cursor.skip, self.size);
+            let (word, bit) = (candidate as usize / 64, 1u64 << (candidate % 64));
+            if self.taken[word] & bit == 0 {
+                self.taken[word] |= bit;
+                return candidate;
+            }
+        }
+    }
+
+    fn list_free_slots(&mut self) {
+        self.tail.extend(
+            (0..self.size)
+                .filter(|&slot| self.taken[slot as usize / 64] & (1u64 << (slot % 64)) == 0),
+        );
+    }
+
+    /// The free slot the cursor's permutation reaches first: the one fewest skips away
+    /// (`(slot - position) · skip⁻¹ mod M`). Every slot the cursor already passed is taken, so
+    /// this is the slot probing would find.
+    fn claim_by_ranking(&mut self, cursor: &mut PermutationCursor<'_>) -> Option<u32> {
+        let modulus = u64::from(self.size);
+        let inverse = u64::from(
+            *cursor
+                .skip_inverse
+                .get_or_insert_with(|| modular_inverse(cursor.skip, self.size)),
+        );
+        let position = u64::from(cursor.position);
+        let (index, _) = self.tail.iter().enumerate().min_by_key(|&(_, &slot)| {
+            let distance = (u64::from(slot) + modulus - position) % modulus;
+            distance * inverse % modulus
+        })?;
+        let slot = self.tail.swap_remove(index);
+        cursor.position = next_position(slot, cursor.skip, self.size);
+        Some(slot)
+    }
+}
+
+/// `value⁻¹ mod prime` by the extended Euclidean algorithm (`0 < value < prime`).
+fn modular_inverse(value: u32, prime: u32) -> u32 {
+    let (mut remainder, mut next_remainder) = (i64::from(value), i64::from(prime));
+    let (mut coefficient, mut next_coefficient) = (1i64, 0i64);
+    while next_remainder != 0 {
+        let quotient = remainder / next_remainder;
+        (remainder, next_remainder) = (next_remainder, remainder - quotient * next_remainder);
+        (coefficient, next_coefficient) =
+            (next_coefficient, coefficient - quotient * next_coefficient);
+    }
+    // The result is in 0..prime, so it fits u32.
+    coefficient.rem_euclid(i64::from(prime)) as u32
+}
+
+/// The next entry of a permutation `offset + j·skip (mod size)`, without a division.
+#[inline]
+fn next_position(position: u32, skip: u32, size: u32) -> u32 {
+    // position < size and skip < size, so the sum fits u64 and one subtraction reduces it.
+    let next = u64::from(position) + u64::from(skip);
+    if next >= u64::from(size) {
+        (next - u64::from(size)) as u32
+    } else {
+        next as u32
+    }
+}
+
+impl MaglevTable {
+    /// The backend index for a flow hash, or `None` when the slot has no backend.
+    ///
+    /// The slot is `hash·M >> 64` (multiply-high, no division): it uses the hash's high bits,
+    /// while the flow table indexes its buckets with the low bits.
+    #[inline]
+    pub fn lookup(&self, hash: u64) -> Option<u32> {
+        let slot = ((u128::from(hash) * self.slots.len() as u128) >> 64) as usize;
+        self.slots
+            .get(slot)
+            .copied()
+            .filter(|&backend| backend != NO_BACKEND)
+    }
+
+    /// The number of slots `M`, so callers can compare tables of the same size.
+    #[inline]
+    pub fn size(&self) -> u32 {
+        // build() takes the size as a u32, so the length always fits.
+        self.slots.len() as u32
+    }
+
+    /// Every slot's backend index (or [`NO_BACKEND`]), for `xlb explain` and tests.
+    #[inline]
+    pub fn slots(&self) -> &[u32] {
+        &self.slots
+    }
+
+    /// How many slots change backend going from `self` (old) to `other` (new), comparing
+    /// backends by identity: `old_to_new` maps an old index to the same backend's new index, or
+    /// `None` if it left. This is what `xlb diff` reports per service.
+    ///
+    /// Tables of different sizes map hashes to slots differently, so then every slot of `other`
+    /// counts as moved.
+    pub fn slots_moved(
+        &self,
+        other: &MaglevTable,
+        old_to_new: impl Fn(u32) -> Option<u32>,
+    ) -> usize {
+        if self.slots.len() != other.slots.len() {
+            return other.slots.len();
+        }
+        self.slots
+            .iter()
+            .zip(other.slots.iter())
+            .filter(|&(&old, &new)| {
+                let old_identity = (old != NO_BACKEND).then(|| old_to_new(old)).flatten();
+                let new_identity = (new != NO_BACKEND).then_some(new);
+                old_identity != new_identity
+            })
+            .count()
+    }
+
+    /// Slots held by each of the first `n` backend indices, for `xlb explain`/`diff` and tests.
+    pub fn shares(&self, n: usize) -> Vec<usize> {
+        let mut shares = vec![0usize; n];
+        for &backend in self.slots.iter() {
+            if let Some(share) = shares.get_mut(backend as usize) {
+                *share += 1;
+            }
+        }
+        shares
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(names: &[&'static str]) -> Vec<MaglevBackend<'static>> {
+        names
+            .iter()
+            .map(|&name| MaglevBackend { name, weight: 1 })
+            .collect()
+    }
+
+    #[test]
+    fn primes_are_recognised() {
+        let primes: Vec<u32> = (0..40).filter(|&n| is_prime(n)).collect();
+        assert_eq!(primes, [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37]);
+        assert!(is_prime(65_537));
+        assert!(!is_prime(65_535));
+        assert!(is_prime(4_294_967_291)); // largest u32 prime
+        assert!(!is_prime(u32::MAX));
+    }
+
+    #[test]
+    fn modular_inverse_inverts() {
+        for prime in [2u32, 3, 31, 65_537, 4_294_967_291] {
+            for value in [1u32, 2, 7, prime / 2, prime - 1]
+                .into_iter()
+                .filter(|&v| v > 0 && v < prime)
+            {
+                let inverse = modular_inverse(value, prime);
+                assert_eq!(u64::from(value) * u64::from(inverse) % u64::from(prime), 1);
+            }
+        }
+    }
+
+    #[test]
+    fn non_prime_size_is_refused() {
+        assert_eq!(
+            build(&named(&["a"]), 65_536),
+            Err(MaglevError::SizeNotPrime { size: 65_536 })
+        );
+        assert_eq!(
+            build(&named(&["a"]), 1),
+            Err(MaglevError::SizeNotPrime { size: 1 })
+        );
+    }
+
+    #[test]
+    fn single_backend_takes_every_slot() {
+        let table = build(&named(&["only"]), 13).unwrap();
+        assert_eq!(table.slots(), &[0; 13]);
+        assert_eq!(table.lookup(0), Some(0));
+        assert_eq!(table.lookup(u64::MAX), Some(0));
+    }
+
+    #[test]
+    fn empty_list_has_no_backend() {
+        let table = build(&[], 7).unwrap();
+        assert_eq!(table.slots(), &[NO_BACKEND; 7]);
+        assert_eq!(table.lookup(42), None);
+        assert_eq!(table.shares(0), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn weight_zero_backend_gets_no_slot() {
+        let backends = [
+            MaglevBackend {
+                name: "a",
+                weight: 1,
+            },
+            MaglevBackend {
+                name: "drained",
+                weight: 0,
+            },
+            MaglevBackend {
+                name: "c",
+                weight: 1,
+            },
+        ];
+        let shares = build(&backends, 101).unwrap().shares(3);
+        assert_eq!(shares[1], 0);
+        assert_eq!(shares[0] + shares[2], 101);
+    }
+
+    #[test]
+    fn slots_moved_counts_identity_changes() {
+        let old = build(&named(&["a", "b", "c"]), 101).unwrap();
+        let same = build(&named(&["a", "b", "c"]), 101).unwrap();
+        assert_eq!(old.slots_moved(&same, Some), 0);
+        // Same backends listed in another order: no slot moves once identities are mapped.
+        let reordered = build(&named(&["c", "a", "b"]), 101).unwrap();
+        let old_to_new = |i: u32| Some((i + 1) % 3);
+        assert_eq!(old.slots_moved(&reordered, old_to_new), 0);
+        // Comparing by position instead would call nearly everything moved.
+        assert!(old.slots_moved(&reordered, Some) > 50);
+        // A different size moves everything.
+        let bigger = build(&named(&["a", "b", "c"]), 103).unwrap();
+        assert_eq!(old.slots_moved(&bigger, Some), 103);
+    }
+}
