@@ -8,7 +8,7 @@ PACKAGES=(
   clang llvm libelf-dev zlib1g-dev m4 pkg-config make gcc libpcap-dev libhwloc-dev libudev-dev
   linux-libc-dev libbpf-dev
   # tests and lab: namespaces, traffic, captures, SCTP peers
-  iproute2 iputils-ping python3-scapy tcpdump iptables nftables curl
+  iproute2 iputils-ping ethtool python3-scapy tcpdump iptables nftables curl util-linux
 )
 
 missing=()

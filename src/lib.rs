@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod lb;
 pub mod pipeline;
+pub mod pktgen;
 pub mod runtime;
 pub mod wire;
 pub mod xsk;

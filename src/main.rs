@@ -1,3 +1,140 @@
 //! The `xlb` command line: parses arguments and calls the library.
 
-fn main() {}
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use xlb::config::{self, Protocol};
+use xlb::control::{diff, explain};
+
+/// xlb: a userspace AF_XDP L4 load balancer with Maglev hashing and SCTP multihoming.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the dataplane; SIGHUP reloads the file, SIGTERM/SIGINT stop it.
+    Run {
+        /// The service table.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Show NUMA nodes, cores, interface locality and the worker plan.
+    Topology {
+        /// The service table whose interfaces and workers to plan for.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a service table; prints FILE:LINE:COL: message on error.
+    Check {
+        /// The service table.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Show the service and backend a flow maps to, by the dataplane's own code.
+    Explain {
+        /// The service table.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// tcp, udp or sctp.
+        protocol: ProtocolArg,
+        /// Client address and port, e.g. 198.18.0.1:40000 or [2001:db8::1]:40000.
+        src: SocketAddr,
+        /// VIP and port.
+        dst: SocketAddr,
+    },
+    /// What a reload from OLD to NEW would change: backends and Maglev slots per service.
+    Diff {
+        /// The running table.
+        old: PathBuf,
+        /// The table to load.
+        new: PathBuf,
+    },
+    /// Print the JSON Schema of the service table, for editors.
+    Schema,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProtocolArg {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl From<ProtocolArg> for Protocol {
+    fn from(p: ProtocolArg) -> Self {
+        match p {
+            ProtocolArg::Tcp => Protocol::Tcp,
+            ProtocolArg::Udp => Protocol::Udp,
+            ProtocolArg::Sctp => Protocol::Sctp,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xlb: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`).
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run { config } => xlb::runtime::dataplane::run(&config)?,
+        Command::Topology { config } => print!("{}", xlb::runtime::describe(config.as_deref())?),
+        Command::Check { config } => {
+            let table = config::load(&config)?;
+            let backends: usize = table.services.iter().map(|s| s.backends.len()).sum();
+            println!(
+                "{}: ok ({} services, {backends} backends)",
+                config.display(),
+                table.services.len()
+            );
+        }
+        Command::Explain {
+            config,
+            protocol,
+            src,
+            dst,
+        } => {
+            let table = config::load(&config)?;
+            println!("{}", explain::explain(&table, protocol.into(), src, dst)?);
+        }
+        Command::Diff { old, new } => {
+            let (old, new) = (config::load(&old)?, config::load(&new)?);
+            for service in diff::diff(&old, &new)? {
+                println!("{service}");
+            }
+        }
+        Command::Schema => println!("{}", config::json_schema()),
+    }
+    Ok(ExitCode::SUCCESS)
+}

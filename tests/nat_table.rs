@@ -7,7 +7,7 @@ use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
-use xlb::lb::nat::{NatBinding, NatConfig, NatKey, NatSessionTable};
+use xlb::lb::nat::{NatBinding, NatConfig, NatKey, NatSessionTable, ReplyPath};
 use xlb::pipeline::verdict::DropReason;
 
 const TCP: u8 = 6;
@@ -77,7 +77,9 @@ fn flow_hash(key: &NatKey) -> u64 {
 }
 
 fn reply(table: &NatSessionTable, b: &NatBinding, proto: u8, now: u64) -> Option<NatKey> {
-    table.inbound(b.backend, b.backend_port, b.snat, b.snat_port, proto, now)
+    table
+        .inbound(b.backend, b.backend_port, b.snat, b.snat_port, proto, now)
+        .map(|(key, _)| key)
 }
 
 #[test]
@@ -86,7 +88,14 @@ fn ipv4_outbound_then_reply_restores_the_client() {
     let key = client_v4(1, TCP);
     let backend = v4(198, 18, 1, 11);
     let binding = table
-        .outbound(&key, backend, 8080, flow_hash(&key), 0)
+        .outbound(
+            &key,
+            backend,
+            8080,
+            ReplyPath::default(),
+            flow_hash(&key),
+            0,
+        )
         .unwrap();
     assert_eq!(binding.backend, backend);
     assert_eq!(binding.backend_port, 8080);
@@ -102,7 +111,7 @@ fn ipv6_outbound_then_reply_restores_the_client() {
     let key = client_v6(1, UDP);
     let backend = v6(0x111);
     let binding = table
-        .outbound(&key, backend, 53, flow_hash(&key), 0)
+        .outbound(&key, backend, 53, ReplyPath::default(), flow_hash(&key), 0)
         .unwrap();
     assert_eq!(binding.snat, snat_v6());
     assert_eq!(reply(&table, &binding, UDP, 1), Some(key));
@@ -113,11 +122,25 @@ fn snat_address_follows_the_backend_family_and_missing_family_is_exhausted() {
     let table = NatSessionTable::new(config(vec![snat_v4()], (1024, 65535), 4096));
     let key = client_v6(2, TCP);
     assert_eq!(
-        table.outbound(&key, v6(0x111), 80, flow_hash(&key), 0),
+        table.outbound(
+            &key,
+            v6(0x111),
+            80,
+            ReplyPath::default(),
+            flow_hash(&key),
+            0
+        ),
         Err(DropReason::NatPortsExhausted)
     );
     let binding = table
-        .outbound(&key, v4(198, 18, 1, 11), 80, flow_hash(&key), 0)
+        .outbound(
+            &key,
+            v4(198, 18, 1, 11),
+            80,
+            ReplyPath::default(),
+            flow_hash(&key),
+            0,
+        )
         .unwrap();
     assert_eq!(binding.snat, snat_v4(), "IPv6 client to IPv4 backend");
 }
@@ -128,11 +151,18 @@ fn same_key_gets_the_same_binding() {
     let key = client_v4(7, TCP);
     let backend = v4(198, 18, 1, 11);
     let first = table
-        .outbound(&key, backend, 80, flow_hash(&key), 0)
+        .outbound(&key, backend, 80, ReplyPath::default(), flow_hash(&key), 0)
         .unwrap();
     for now in 1..50 {
         assert_eq!(
-            table.outbound(&key, backend, 80, flow_hash(&key), now),
+            table.outbound(
+                &key,
+                backend,
+                80,
+                ReplyPath::default(),
+                flow_hash(&key),
+                now
+            ),
             Ok(first)
         );
     }
@@ -152,7 +182,7 @@ fn distinct_clients_get_distinct_snat_ports() {
     for n in 0..20_000 {
         let key = client_v4(n, TCP);
         let binding = table
-            .outbound(&key, backend, 80, flow_hash(&key), 0)
+            .outbound(&key, backend, 80, ReplyPath::default(), flow_hash(&key), 0)
             .unwrap();
         assert!(
             taken.insert((binding.snat, binding.snat_port)),
@@ -172,7 +202,7 @@ fn tiny_port_range_exhausts_then_frees_ports_after_expiry() {
     for n in 0..4 {
         let key = client_v4(n, UDP);
         let binding = table
-            .outbound(&key, backend, 53, flow_hash(&key), 0)
+            .outbound(&key, backend, 53, ReplyPath::default(), flow_hash(&key), 0)
             .unwrap();
         assert!((7000..=7003).contains(&binding.snat_port));
         ports.insert(binding.snat_port);
@@ -180,14 +210,28 @@ fn tiny_port_range_exhausts_then_frees_ports_after_expiry() {
     assert_eq!(ports.len(), 4);
     let fifth = client_v4(4, UDP);
     assert_eq!(
-        table.outbound(&fifth, backend, 53, flow_hash(&fifth), 1),
+        table.outbound(
+            &fifth,
+            backend,
+            53,
+            ReplyPath::default(),
+            flow_hash(&fifth),
+            1
+        ),
         Err(DropReason::NatPortsExhausted)
     );
     assert_eq!(table.stats().ports_exhausted, 1);
 
     // A port is unique per backend, not globally: another backend still has all four.
     let other = table
-        .outbound(&fifth, v4(198, 18, 1, 12), 53, flow_hash(&fifth), 1)
+        .outbound(
+            &fifth,
+            v4(198, 18, 1, 12),
+            53,
+            ReplyPath::default(),
+            flow_hash(&fifth),
+            1,
+        )
         .unwrap();
     assert!(ports.contains(&other.snat_port));
 
@@ -195,7 +239,14 @@ fn tiny_port_range_exhausts_then_frees_ports_after_expiry() {
     assert_eq!(table.expire(UDP_IDLE - 1), 0);
     let late = client_v4(5, UDP);
     assert!(table
-        .outbound(&late, backend, 53, flow_hash(&late), UDP_IDLE - 1)
+        .outbound(
+            &late,
+            backend,
+            53,
+            ReplyPath::default(),
+            flow_hash(&late),
+            UDP_IDLE - 1
+        )
         .is_err());
 
     assert_eq!(table.expire(UDP_IDLE + 1), 5);
@@ -203,7 +254,14 @@ fn tiny_port_range_exhausts_then_frees_ports_after_expiry() {
     for n in 10..14 {
         let key = client_v4(n, UDP);
         let binding = table
-            .outbound(&key, backend, 53, flow_hash(&key), UDP_IDLE + 2)
+            .outbound(
+                &key,
+                backend,
+                53,
+                ReplyPath::default(),
+                flow_hash(&key),
+                UDP_IDLE + 2,
+            )
             .unwrap();
         assert!(ports.contains(&binding.snat_port));
     }
@@ -215,33 +273,48 @@ fn reply_to_an_unknown_session_is_none() {
     let key = client_v4(3, TCP);
     let backend = v4(198, 18, 1, 11);
     let b = table
-        .outbound(&key, backend, 80, flow_hash(&key), 0)
+        .outbound(&key, backend, 80, ReplyPath::default(), flow_hash(&key), 0)
         .unwrap();
     let other_port = if b.snat_port == 65535 {
         1024
     } else {
         b.snat_port + 1
     };
-    assert_eq!(table.inbound(backend, 80, b.snat, other_port, TCP, 0), None);
     assert_eq!(
-        table.inbound(backend, 80, b.snat, 80, TCP, 0),
+        table
+            .inbound(backend, 80, b.snat, other_port, TCP, 0)
+            .map(|(key, _)| key),
+        None
+    );
+    assert_eq!(
+        table
+            .inbound(backend, 80, b.snat, 80, TCP, 0)
+            .map(|(key, _)| key),
         None,
         "below range"
     );
     assert_eq!(
-        table.inbound(backend, 81, b.snat, b.snat_port, TCP, 0),
+        table
+            .inbound(backend, 81, b.snat, b.snat_port, TCP, 0)
+            .map(|(key, _)| key),
         None
     );
     assert_eq!(
-        table.inbound(v4(198, 18, 1, 12), 80, b.snat, b.snat_port, TCP, 0),
+        table
+            .inbound(v4(198, 18, 1, 12), 80, b.snat, b.snat_port, TCP, 0)
+            .map(|(key, _)| key),
         None
     );
     assert_eq!(
-        table.inbound(backend, 80, b.snat, b.snat_port, UDP, 0),
+        table
+            .inbound(backend, 80, b.snat, b.snat_port, UDP, 0)
+            .map(|(key, _)| key),
         None
     );
     assert_eq!(
-        table.inbound(backend, 80, v4(198, 18, 200, 9), b.snat_port, TCP, 0),
+        table
+            .inbound(backend, 80, v4(198, 18, 200, 9), b.snat_port, TCP, 0)
+            .map(|(key, _)| key),
         None
     );
 }
@@ -253,10 +326,24 @@ fn close_shortens_a_tcp_session_and_later_packets_do_not_revive_it() {
     let closed = client_v4(1, TCP);
     let open = client_v4(2, TCP);
     let b = table
-        .outbound(&closed, backend, 80, flow_hash(&closed), 0)
+        .outbound(
+            &closed,
+            backend,
+            80,
+            ReplyPath::default(),
+            flow_hash(&closed),
+            0,
+        )
         .unwrap();
     table
-        .outbound(&open, backend, 80, flow_hash(&open), 0)
+        .outbound(
+            &open,
+            backend,
+            80,
+            ReplyPath::default(),
+            flow_hash(&open),
+            0,
+        )
         .unwrap();
     table.close(&closed, flow_hash(&closed), 100);
     // A late ACK after the FIN still passes but does not extend the session.
@@ -283,13 +370,20 @@ fn each_protocol_expires_after_its_own_idle_time_and_traffic_keeps_it() {
     let udp = client_v4(1, UDP);
     let udp_busy = client_v4(2, UDP);
     table
-        .outbound(&tcp, backend, 80, flow_hash(&tcp), 0)
+        .outbound(&tcp, backend, 80, ReplyPath::default(), flow_hash(&tcp), 0)
         .unwrap();
     table
-        .outbound(&udp, backend, 80, flow_hash(&udp), 0)
+        .outbound(&udp, backend, 80, ReplyPath::default(), flow_hash(&udp), 0)
         .unwrap();
     let busy = table
-        .outbound(&udp_busy, backend, 80, flow_hash(&udp_busy), 0)
+        .outbound(
+            &udp_busy,
+            backend,
+            80,
+            ReplyPath::default(),
+            flow_hash(&udp_busy),
+            0,
+        )
         .unwrap();
     // Replies alone keep a session alive.
     assert_eq!(reply(&table, &busy, UDP, UDP_IDLE - 1), Some(udp_busy));
@@ -308,10 +402,24 @@ fn session_whose_backend_left_is_rebound() {
     let table = wide_table();
     let key = client_v4(9, TCP);
     let old = table
-        .outbound(&key, v4(198, 18, 1, 11), 80, flow_hash(&key), 0)
+        .outbound(
+            &key,
+            v4(198, 18, 1, 11),
+            80,
+            ReplyPath::default(),
+            flow_hash(&key),
+            0,
+        )
         .unwrap();
     let new = table
-        .outbound(&key, v4(198, 18, 1, 12), 80, flow_hash(&key), 5)
+        .outbound(
+            &key,
+            v4(198, 18, 1, 12),
+            80,
+            ReplyPath::default(),
+            flow_hash(&key),
+            5,
+        )
         .unwrap();
     assert_eq!(new.backend, v4(198, 18, 1, 12));
     assert_eq!(reply(&table, &old, TCP, 6), None, "old reply key is gone");
@@ -328,12 +436,12 @@ fn capacity_is_respected_and_counted() {
     for n in 0..100 {
         let key = client_v4(n, TCP);
         table
-            .outbound(&key, backend, 80, flow_hash(&key), 0)
+            .outbound(&key, backend, 80, ReplyPath::default(), flow_hash(&key), 0)
             .unwrap();
     }
     let key = client_v4(100, TCP);
     assert_eq!(
-        table.outbound(&key, backend, 80, flow_hash(&key), 0),
+        table.outbound(&key, backend, 80, ReplyPath::default(), flow_hash(&key), 0),
         Err(DropReason::NatPortsExhausted)
     );
     let stats = table.stats();
@@ -346,7 +454,7 @@ fn capacity_is_respected_and_counted() {
         .filter(|&n| {
             let key = client_v4(n, TCP);
             table
-                .outbound(&key, backend, 80, flow_hash(&key), 0)
+                .outbound(&key, backend, 80, ReplyPath::default(), flow_hash(&key), 0)
                 .is_ok()
         })
         .count();
@@ -383,7 +491,14 @@ fn workers_sharing_keys_agree_on_every_binding() {
                         let key = &keys[order(i)];
                         let backend = backends[flow_hash(key) as usize % 2];
                         let b = table
-                            .outbound(key, backend, 80, flow_hash(key), i as u64)
+                            .outbound(
+                                key,
+                                backend,
+                                80,
+                                ReplyPath::default(),
+                                flow_hash(key),
+                                i as u64,
+                            )
                             .unwrap();
                         assert_eq!(reply(table, &b, TCP, i as u64), Some(*key));
                         bindings.push(b);
@@ -422,7 +537,14 @@ fn expiry_racing_with_traffic_keeps_the_table_consistent() {
                         let key = client_v4(worker * 1_000 + n, UDP);
                         let now = round * UDP_IDLE;
                         let b = table
-                            .outbound(&key, backend, 53, flow_hash(&key), now)
+                            .outbound(
+                                &key,
+                                backend,
+                                53,
+                                ReplyPath::default(),
+                                flow_hash(&key),
+                                now,
+                            )
                             .unwrap();
                         // The expirer runs on its own clock and may have just removed it.
                         let restored = reply(table, &b, UDP, now);
@@ -491,7 +613,7 @@ proptest! {
                 Op::Outbound { client, proto, backend } => {
                     let key = client_v4(client, proto);
                     let backend = v4(198, 18, 1, backend);
-                    let result = table.outbound(&key, backend, 80, flow_hash(&key), now);
+                    let result = table.outbound(&key, backend, 80, ReplyPath::default(), flow_hash(&key), now);
                     match model.get_mut(&key) {
                         Some(session) if session.binding.backend == backend => {
                             prop_assert_eq!(result, Ok(session.binding));

@@ -446,6 +446,17 @@ pub enum Protocol {
     Sctp,
 }
 
+impl Protocol {
+    /// IANA protocol number, as in the IP header.
+    pub fn ip_number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
+        }
+    }
+}
+
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(match self {

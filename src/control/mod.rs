@@ -1,5 +1,8 @@
-//! Control plane: work done off the per-packet path. `neighbor` resolves
-//! backend addresses to egress interface and MAC addresses through the
-//! kernel's routing and neighbour tables.
+//! Control plane: work done off the per-packet path. `neighbor` and `resolver` find
+//! backends' next hops through the kernel's routing and neighbour tables; `diff` says
+//! what a reload changes; `explain` answers which backend a flow maps to.
 
+pub mod diff;
+pub mod explain;
 pub mod neighbor;
+pub mod resolver;

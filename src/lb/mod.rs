@@ -3,8 +3,10 @@
 //! snapshot and the balancer. Nothing here touches a socket or reads a clock; `now` is
 //! always an argument, so it all runs in tests and benches with no kernel.
 
+pub mod balancer;
 pub mod flow;
 pub mod hash;
 pub mod maglev;
 pub mod nat;
 pub mod sctp;
+pub mod snapshot;

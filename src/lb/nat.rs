@@ -76,6 +76,17 @@ pub struct NatKey {
     pub proto: u8,
 }
 
+/// Where a session's replies go back to the client: the port its packets came in on
+/// and the MAC they came from (the client, or its router). Stored with the session
+/// because a reply may reach any worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ReplyPath {
+    /// Ingress port of the client's packets.
+    pub port: u8,
+    /// Source MAC of the client's packets.
+    pub mac: [u8; 6],
+}
+
 /// What a client packet is rewritten to: DNAT to the backend, SNAT to an xlb address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct NatBinding {
@@ -164,6 +175,7 @@ struct Timeouts {
 struct Session {
     key: NatKey,
     binding: NatBinding,
+    reply_path: ReplyPath,
     client_hash: u64,
     reply_hash: u64,
     /// Milliseconds of the last packet, or of the last FIN/RST with [`CLOSING`] set.
@@ -497,6 +509,7 @@ impl Shard {
     }
 
     /// Creates a session for `key` towards `backend`; counts a refusal, not a success.
+    #[allow(clippy::too_many_arguments)]
     fn create(
         &mut self,
         key: &NatKey,
@@ -504,6 +517,7 @@ impl Shard {
         plan: &PortPlan,
         backend: IpAddr,
         backend_port: u16,
+        reply_path: ReplyPath,
         now_ms: u64,
     ) -> Result<NatBinding, DropReason> {
         if self.free_slots.is_empty() {
@@ -525,6 +539,7 @@ impl Shard {
         let session = Session {
             key: *key,
             binding,
+            reply_path,
             client_hash,
             reply_hash,
             last_seen: AtomicU64::new(now_ms & !CLOSING),
@@ -622,6 +637,7 @@ impl NatSessionTable {
         key: &NatKey,
         backend: IpAddr,
         backend_port: u16,
+        reply_path: ReplyPath,
         hash: u64,
         now_ms: u64,
     ) -> Result<NatBinding, DropReason> {
@@ -655,7 +671,15 @@ impl NatSessionTable {
             }
             None => false,
         };
-        let binding = shard.create(key, hash, &self.plan, backend, backend_port, now_ms)?;
+        let binding = shard.create(
+            key,
+            hash,
+            &self.plan,
+            backend,
+            backend_port,
+            reply_path,
+            now_ms,
+        )?;
         if rebinding {
             shard.counters.rebound += 1;
         } else {
@@ -664,8 +688,8 @@ impl NatSessionTable {
         Ok(binding)
     }
 
-    /// Backend -> SNAT packet: the client key to restore, or None (caller drops as
-    /// NatNoSession). Keeps the session alive.
+    /// Backend -> SNAT packet: the client key to restore and the path back to the
+    /// client, or None (caller drops as NatNoSession). Keeps the session alive.
     pub fn inbound(
         &self,
         backend: IpAddr,
@@ -674,7 +698,7 @@ impl NatSessionTable {
         snat_port: u16,
         proto: u8,
         now_ms: u64,
-    ) -> Option<NatKey> {
+    ) -> Option<(NatKey, ReplyPath)> {
         let shard_index = self.plan.shard_of_port(snat_port)?;
         let reply = ReplyKey {
             backend,
@@ -689,7 +713,7 @@ impl NatSessionTable {
             .find_reply(&reply, hash)
             .and_then(|slot| shard.session(slot))?;
         session.refresh(now_ms);
-        Some(session.key)
+        Some((session.key, session.reply_path))
     }
 
     /// TCP FIN/RST seen in either direction: shorten the session's life to
@@ -874,10 +898,15 @@ mod tests {
         let table = NatSessionTable::new(config(16, (2000, 1000)));
         let k = key(1, 6);
         assert_eq!(
-            table.outbound(&k, backend(1), 80, hash_of(&k), 0),
+            table.outbound(&k, backend(1), 80, ReplyPath::default(), hash_of(&k), 0),
             Err(DropReason::NatPortsExhausted)
         );
-        assert_eq!(table.inbound(backend(1), 80, backend(1), 1500, 6, 0), None);
+        assert_eq!(
+            table
+                .inbound(backend(1), 80, backend(1), 1500, 6, 0)
+                .map(|(key, _)| key),
+            None
+        );
     }
 
     #[test]
@@ -936,7 +965,7 @@ mod tests {
                 match op {
                     Op::Outbound { client, proto, backend: b } => {
                         let k = key(client, proto);
-                        match table.outbound(&k, backend(b), 80, hash_of(&k), now) {
+                        match table.outbound(&k, backend(b), 80, ReplyPath::default(), hash_of(&k), now) {
                             Ok(binding) => {
                                 prop_assert_eq!(binding.backend, backend(b));
                                 if let Some(old) = bindings.get(&k) {
@@ -955,7 +984,7 @@ mod tests {
                     Op::Inbound { client, proto } => {
                         let k = key(client, proto);
                         if let Some(b) = bindings.get(&k) {
-                            let found = table.inbound(b.backend, b.backend_port, b.snat, b.snat_port, proto, now);
+                            let found = table.inbound(b.backend, b.backend_port, b.snat, b.snat_port, proto, now).map(|(key, _)| key);
                             // Only `expire` removes sessions, and it prunes the model.
                             prop_assert_eq!(found, Some(k));
                         }
@@ -968,7 +997,7 @@ mod tests {
                     Op::Expire => {
                         table.expire(now);
                         bindings.retain(|k, b| {
-                            table.inbound(b.backend, b.backend_port, b.snat, b.snat_port, k.proto, now)
+                            table.inbound(b.backend, b.backend_port, b.snat, b.snat_port, k.proto, now).map(|(key, _)| key)
                                 == Some(*k)
                         });
                     }

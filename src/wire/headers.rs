@@ -82,6 +82,27 @@ pub struct Headers {
     pub tcp_flags: u8,
 }
 
+impl Default for Headers {
+    /// An empty IPv4 header set: the value batch metadata starts from before `parse`.
+    fn default() -> Self {
+        Headers {
+            vlan_id: None,
+            l3_offset: 0,
+            l3: L3::Ipv4,
+            src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            ttl: 0,
+            l4_proto: 0,
+            l4_offset: 0,
+            l4_len: 0,
+            fragment: false,
+            src_port: 0,
+            dst_port: 0,
+            tcp_flags: 0,
+        }
+    }
+}
+
 /// Most IPv6 extension headers walked before giving up, so a crafted chain costs bounded work.
 pub const MAX_IPV6_EXT_HEADERS: usize = 8;
 

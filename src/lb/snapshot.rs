@@ -1,0 +1,354 @@
+//! The immutable, per-generation view of the service table that workers read.
+//!
+//! Built off the packet path from a validated [`ServiceTable`], published with one
+//! `ArcSwap::store`, loaded once per batch. Never mutated in place: a reload or a
+//! health change builds a new one (STYLE: "one swap, not two").
+//!
+//! Backends carry a [`BackendId`] that stays the same across generations while the
+//! backend (service name, backend name, address) stays in the table, so flow and
+//! association records survive reloads and keep their backend.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::config::{Backend, BackendState, Encapsulation, Forwarding, Protocol, ServiceTable};
+use crate::lb::maglev::{self, MaglevBackend, MaglevError, MaglevTable};
+use crate::pipeline::verdict::PortId;
+
+/// Stable identity of a backend across config generations; indexes [`Snapshot`] backends.
+pub type BackendId = u32;
+
+/// Index of a service in one snapshot (not stable across generations).
+pub type ServiceIndex = u32;
+
+/// Where frames for a backend leave: egress port and the two MAC addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NextHop {
+    /// Egress port (interface index in the dataplane's `interfaces`).
+    pub port: PortId,
+    /// Our MAC on that port.
+    pub src_mac: [u8; 6],
+    /// The backend's (or its gateway's) MAC.
+    pub dst_mac: [u8; 6],
+}
+
+/// Answers layer-2 questions the snapshot cannot answer from the YAML alone.
+pub trait NextHopResolver {
+    /// Next hop towards a backend, or `None` while it is unresolved.
+    fn next_hop(&self, backend: &Backend) -> Option<NextHop>;
+    /// Our MAC address on a port (used for ARP/NDP answers).
+    fn port_mac(&self, port: PortId) -> [u8; 6];
+}
+
+/// One backend as the fast path sees it.
+#[derive(Clone, Debug)]
+pub struct BackendEntry {
+    /// Stable identity.
+    pub id: BackendId,
+    /// Index of its service in this snapshot.
+    pub service: ServiceIndex,
+    /// Name from the config.
+    pub name: String,
+    /// Address from the config.
+    pub address: IpAddr,
+    /// Resolved next hop, `None` while unresolved (packets are dropped and counted).
+    pub next_hop: Option<NextHop>,
+    /// Whether it receives new flows (active, weight > 0, healthy).
+    pub takes_new_flows: bool,
+    /// Whether flows already pinned to it stay (active or draining, and healthy).
+    pub keeps_flows: bool,
+}
+
+/// One service as the fast path sees it.
+#[derive(Debug)]
+pub struct ServiceEntry {
+    /// Name from the config.
+    pub name: String,
+    /// L4 protocol.
+    pub protocol: Protocol,
+    /// How frames reach backends.
+    pub forwarding: Forwarding,
+    /// Client source ranges allowed in.
+    pub source_ranges: Vec<ipnet::IpNet>,
+    /// Maglev ring over `backend_ids` (slot value = index into `backend_ids`).
+    pub maglev: MaglevTable,
+    /// Backends in config order; Maglev indexes this list.
+    pub backend_ids: Vec<BackendId>,
+}
+
+impl ServiceEntry {
+    /// The backend a new flow with this hash goes to.
+    #[inline]
+    pub fn select(&self, hash: u64) -> Option<BackendId> {
+        self.maglev
+            .lookup(hash)
+            .and_then(|i| self.backend_ids.get(i as usize).copied())
+    }
+
+    /// Whether a client address passes the service's `source_ranges`.
+    #[inline]
+    pub fn admits(&self, client: &IpAddr) -> bool {
+        self.source_ranges.iter().any(|net| net.contains(client))
+    }
+}
+
+/// Key of the VIP:port:protocol -> service index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct VipKey {
+    address: IpAddr,
+    port: u16,
+    protocol: u8,
+}
+
+/// Why a snapshot could not be built (the config validated, so this is rare).
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Maglev refused the table size.
+    #[error("service {service}: {source}")]
+    Maglev {
+        /// Service name.
+        service: String,
+        /// What Maglev said.
+        source: MaglevError,
+    },
+    /// More backends than a 32-bit id space (never in practice).
+    #[error("too many backends")]
+    TooManyBackends,
+}
+
+/// Backends taken out of rotation by health checks: (service name, backend name).
+pub type DownBackends = HashSet<(String, String)>;
+
+/// The read-mostly state of one config generation.
+pub struct Snapshot {
+    generation: u64,
+    services: Vec<ServiceEntry>,
+    by_vip: FxHashMap<VipKey, ServiceIndex>,
+    backends: Vec<Option<BackendEntry>>,
+    vips: FxHashSet<IpAddr>,
+    port_macs: Vec<[u8; 6]>,
+    encapsulation: Encapsulation,
+    maglev_size: u32,
+}
+
+impl Snapshot {
+    /// Builds generation `generation` of the table. Backends that were in `previous`
+    /// under the same service name, backend name and address keep their ids.
+    pub fn build(
+        table: &ServiceTable,
+        generation: u64,
+        previous: Option<&Snapshot>,
+        resolver: &dyn NextHopResolver,
+        down: &DownBackends,
+    ) -> Result<Snapshot, SnapshotError> {
+        let mut old_ids: FxHashMap<(&str, &str, IpAddr), BackendId> = FxHashMap::default();
+        if let Some(prev) = previous {
+            for b in prev.backends.iter().flatten() {
+                let service = prev.services[b.service as usize].name.as_str();
+                old_ids.insert((service, b.name.as_str(), b.address), b.id);
+            }
+        }
+        let mut next_free = previous.map_or(0, |p| p.backends.len());
+        let mut used: FxHashSet<BackendId> = FxHashSet::default();
+        let mut backends: Vec<Option<BackendEntry>> = Vec::new();
+        let mut services = Vec::with_capacity(table.services.len());
+        let mut by_vip = FxHashMap::default();
+        let mut vips = FxHashSet::default();
+
+        for (index, service) in table.services.iter().enumerate() {
+            let service_index = index as ServiceIndex;
+            let mut ids = Vec::with_capacity(service.backends.len());
+            let mut ring = Vec::with_capacity(service.backends.len());
+            for backend in &service.backends {
+                let key = (
+                    service.name.as_str(),
+                    backend.name.as_str(),
+                    backend.address,
+                );
+                let id = match old_ids.get(&key) {
+                    Some(id) if !used.contains(id) => *id,
+                    _ => {
+                        let id = BackendId::try_from(next_free)
+                            .map_err(|_| SnapshotError::TooManyBackends)?;
+                        next_free += 1;
+                        id
+                    }
+                };
+                used.insert(id);
+                let healthy = !down.contains(&(service.name.clone(), backend.name.clone()));
+                let active = backend.state == BackendState::Active;
+                let entry = BackendEntry {
+                    id,
+                    service: service_index,
+                    name: backend.name.clone(),
+                    address: backend.address,
+                    next_hop: resolver.next_hop(backend),
+                    takes_new_flows: healthy && active && backend.weight > 0,
+                    keeps_flows: healthy,
+                };
+                ring.push(MaglevBackend {
+                    name: &backend.name,
+                    weight: if entry.takes_new_flows {
+                        backend.weight
+                    } else {
+                        0
+                    },
+                });
+                if backends.len() <= id as usize {
+                    backends.resize(id as usize + 1, None);
+                }
+                backends[id as usize] = Some(entry);
+                ids.push(id);
+            }
+            let maglev =
+                maglev::build(&ring, table.dataplane.maglev_table_size).map_err(|source| {
+                    SnapshotError::Maglev {
+                        service: service.name.clone(),
+                        source,
+                    }
+                })?;
+            for vip in &service.vips {
+                vips.insert(*vip);
+                for port in &service.ports {
+                    by_vip.insert(
+                        VipKey {
+                            address: *vip,
+                            port: *port,
+                            protocol: service.protocol.ip_number(),
+                        },
+                        service_index,
+                    );
+                }
+            }
+            services.push(ServiceEntry {
+                name: service.name.clone(),
+                protocol: service.protocol,
+                forwarding: service.forwarding,
+                source_ranges: service.source_ranges.clone(),
+                maglev,
+                backend_ids: ids,
+            });
+        }
+        // xlb owns its SNAT addresses too: it answers ARP/NDP and echo for them.
+        vips.extend(table.dataplane.nat.addresses.iter().copied());
+        let port_macs = (0..table.dataplane.interfaces.len())
+            .map(|port| resolver.port_mac(port as PortId))
+            .collect();
+        Ok(Snapshot {
+            generation,
+            services,
+            by_vip,
+            backends,
+            vips,
+            port_macs,
+            encapsulation: table.dataplane.encapsulation.clone(),
+            maglev_size: table.dataplane.maglev_table_size,
+        })
+    }
+
+    /// Config generation this snapshot was built from.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The service listening on VIP:port for an IP protocol number.
+    #[inline]
+    pub fn service_for(&self, vip: IpAddr, port: u16, protocol: u8) -> Option<ServiceIndex> {
+        self.by_vip
+            .get(&VipKey {
+                address: vip,
+                port,
+                protocol,
+            })
+            .copied()
+    }
+
+    /// A service by index.
+    #[inline]
+    pub fn service(&self, index: ServiceIndex) -> &ServiceEntry {
+        &self.services[index as usize]
+    }
+
+    /// Every service, in config order.
+    pub fn services(&self) -> &[ServiceEntry] {
+        &self.services
+    }
+
+    /// A backend by stable id, if it is in this generation.
+    #[inline]
+    pub fn backend(&self, id: BackendId) -> Option<&BackendEntry> {
+        self.backends.get(id as usize).and_then(Option::as_ref)
+    }
+
+    /// Every backend in this generation.
+    pub fn backends(&self) -> impl Iterator<Item = &BackendEntry> {
+        self.backends.iter().flatten()
+    }
+
+    /// Whether `id` still serves `service` and keeps its existing flows.
+    #[inline]
+    pub fn keeps_flow(&self, service: ServiceIndex, id: BackendId) -> bool {
+        self.backend(id)
+            .is_some_and(|b| b.service == service && b.keeps_flows)
+    }
+
+    /// Whether an address is one of our VIPs or SNAT addresses (ARP/NDP/echo are
+    /// answered for it).
+    #[inline]
+    pub fn is_vip(&self, addr: &IpAddr) -> bool {
+        self.vips.contains(addr)
+    }
+
+    /// Every VIP, for the XDP steering map.
+    pub fn vips(&self) -> impl Iterator<Item = &IpAddr> {
+        self.vips.iter()
+    }
+
+    /// Our MAC on a port.
+    #[inline]
+    pub fn port_mac(&self, port: PortId) -> [u8; 6] {
+        self.port_macs
+            .get(port as usize)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Outer source addresses and GUE port for encapsulation.
+    #[inline]
+    pub fn encapsulation(&self) -> &Encapsulation {
+        &self.encapsulation
+    }
+
+    /// Maglev table size of every service.
+    pub fn maglev_size(&self) -> u32 {
+        self.maglev_size
+    }
+}
+
+/// A resolver that uses only the config: backend MACs from `mac:`, port MACs given.
+/// Used by `xlb explain`, tests and benches; the dataplane adds kernel neighbours.
+pub struct StaticResolver {
+    /// MAC of each port, by port index.
+    pub port_macs: Vec<[u8; 6]>,
+    /// Egress port for every backend.
+    pub egress: PortId,
+}
+
+impl NextHopResolver for StaticResolver {
+    fn next_hop(&self, backend: &Backend) -> Option<NextHop> {
+        backend.mac.map(|dst_mac| NextHop {
+            port: self.egress,
+            src_mac: self.port_mac(self.egress),
+            dst_mac,
+        })
+    }
+
+    fn port_mac(&self, port: PortId) -> [u8; 6] {
+        self.port_macs
+            .get(port as usize)
+            .copied()
+            .unwrap_or_default()
+    }
+}

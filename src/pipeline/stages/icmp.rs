@@ -1,0 +1,103 @@
+//! `icmp`: answers echo requests to VIPs and sends ICMP errors about a VIP flow
+//! ("fragmentation needed", "packet too big", ...) to that flow's backend, which is
+//! the host that sent the oversized packet and must lower its path MTU.
+
+use crate::lb::flow::FlowKey;
+use crate::lb::hash::flow_hash;
+use crate::pipeline::stage::{Batch, Context, Stage, Target};
+use crate::pipeline::verdict::{DropReason, Verdict};
+use crate::pipeline::WorkerState;
+use crate::wire::headers::{self, Headers, L3};
+use crate::wire::reply;
+
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
+const ICMPV4_ECHO_REQUEST: u8 = 8;
+const ICMPV6_ECHO_REQUEST: u8 = 128;
+
+/// Echo replies for VIPs, and ICMP errors steered to the backend of the quoted flow.
+pub struct Icmp;
+
+impl Stage for Icmp {
+    fn name(&self) -> &'static str {
+        "icmp"
+    }
+
+    fn process(&mut self, batch: &mut Batch<'_, '_>, ctx: &Context<'_>, worker: &mut WorkerState) {
+        for i in 0..batch.packets.len() {
+            if batch.verdicts[i] != Verdict::Pending {
+                continue;
+            }
+            let h = batch.meta[i].headers;
+            let is_icmp = matches!(
+                (h.l3, h.l4_proto),
+                (L3::Ipv4, IPPROTO_ICMP) | (L3::Ipv6, IPPROTO_ICMPV6)
+            );
+            if !is_icmp {
+                continue;
+            }
+            let packet = &mut batch.packets[i];
+            let icmp_type = packet
+                .data()
+                .get(h.l4_offset as usize)
+                .copied()
+                .unwrap_or(0);
+            let echo = match h.l3 {
+                L3::Ipv4 if icmp_type == ICMPV4_ECHO_REQUEST => {
+                    Some(reply::icmpv4_echo_reply(packet.buf, &h))
+                }
+                L3::Ipv6 if icmp_type == ICMPV6_ECHO_REQUEST => {
+                    Some(reply::icmpv6_echo_reply(packet.buf, &h))
+                }
+                _ => None,
+            };
+            batch.verdicts[i] = match echo {
+                Some(Ok(len)) if ctx.snapshot.is_vip(&h.dst) => {
+                    packet.len = len;
+                    Verdict::Forward(ctx.ingress)
+                }
+                Some(_) => Verdict::Drop(DropReason::ControlIgnored),
+                None => match quoted_flow_target(packet.data(), &h, ctx, worker) {
+                    Some((hash, target)) => {
+                        batch.meta[i].hash = hash;
+                        batch.meta[i].target = target;
+                        Verdict::Pending
+                    }
+                    None => Verdict::Drop(DropReason::IcmpUnmatched),
+                },
+            };
+        }
+    }
+}
+
+/// The backend of the flow quoted in an ICMP error: the quoted packet went from the
+/// VIP (sent by a backend, DSR) to the client.
+fn quoted_flow_target(
+    frame: &[u8],
+    h: &Headers,
+    ctx: &Context<'_>,
+    worker: &mut WorkerState,
+) -> Option<(u64, Target)> {
+    let quoted = headers::parse_icmp_error(frame, h).ok()?;
+    let service = ctx
+        .snapshot
+        .service_for(quoted.src, quoted.src_port, quoted.l4_proto)?;
+    let key = FlowKey {
+        vip: quoted.src,
+        client: quoted.dst,
+        vip_port: quoted.src_port,
+        client_port: quoted.dst_port,
+        proto: quoted.l4_proto,
+    };
+    let hash = flow_hash(
+        &quoted.dst,
+        &quoted.src,
+        quoted.dst_port,
+        quoted.src_port,
+        quoted.l4_proto,
+    );
+    let backend = worker
+        .balancer
+        .peek_flow(ctx.snapshot, service, &key, hash, ctx.now_ms)?;
+    Some((hash, Target::Backend { service, backend }))
+}

@@ -1,0 +1,4 @@
+//! Traffic generation: frames built from a description, for `xlb explain`, tests,
+//! benches and the packet generator.
+
+pub mod frames;
