@@ -20,6 +20,10 @@ use crate::pipeline::verdict::PortId;
 /// Stable identity of a backend across config generations; indexes [`Snapshot`] backends.
 pub type BackendId = u32;
 
+/// Most backends (summed over services) one snapshot holds; ids stay below it, so
+/// per-backend counters are flat arrays (Katran's `MAX_REALS` is the same).
+pub const MAX_BACKENDS: usize = 4096;
+
 /// Index of a service in one snapshot (not stable across generations).
 pub type ServiceIndex = u32;
 
@@ -113,8 +117,8 @@ pub enum SnapshotError {
         /// What Maglev said.
         source: MaglevError,
     },
-    /// More backends than a 32-bit id space (never in practice).
-    #[error("too many backends")]
+    /// More backends than [`MAX_BACKENDS`].
+    #[error("more than {MAX_BACKENDS} backends in all services; split the table over more xlb instances")]
     TooManyBackends,
 }
 
@@ -150,7 +154,10 @@ impl Snapshot {
                 old_ids.insert((service, b.name.as_str(), b.address), b.id);
             }
         }
-        let mut next_free = previous.map_or(0, |p| p.backends.len());
+        // New backends take ids that were free in the previous generation too, so a
+        // flow still pinned to a just-removed backend never lands on a newcomer.
+        let mut free_ids = (0..MAX_BACKENDS as BackendId)
+            .filter(|id| previous.is_none_or(|p| p.backend(*id).is_none()));
         let mut used: FxHashSet<BackendId> = FxHashSet::default();
         let mut backends: Vec<Option<BackendEntry>> = Vec::new();
         let mut services = Vec::with_capacity(table.services.len());
@@ -169,12 +176,7 @@ impl Snapshot {
                 );
                 let id = match old_ids.get(&key) {
                     Some(id) if !used.contains(id) => *id,
-                    _ => {
-                        let id = BackendId::try_from(next_free)
-                            .map_err(|_| SnapshotError::TooManyBackends)?;
-                        next_free += 1;
-                        id
-                    }
+                    _ => free_ids.next().ok_or(SnapshotError::TooManyBackends)?,
                 };
                 used.insert(id);
                 let healthy = !down.contains(&(service.name.clone(), backend.name.clone()));

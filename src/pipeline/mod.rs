@@ -12,12 +12,13 @@ pub mod stages;
 pub mod verdict;
 
 use crate::lb::balancer::Balancer;
+use crate::lb::snapshot::MAX_BACKENDS;
 use batch::{PacketBuf, MAX_BATCH};
-use stage::{Batch, Context, PacketMeta, Stage};
+use stage::{Batch, Context, PacketMeta, Stage, Target};
 use verdict::{DropReason, Verdict};
 
 /// Per-worker packet counters, indexed without branches on the hot path.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkerCounters {
     /// Packets that entered the pipeline.
     pub rx_packets: u64,
@@ -29,6 +30,24 @@ pub struct WorkerCounters {
     pub tx_bytes: u64,
     /// Drops by [`DropReason`] index.
     pub drops: [u64; DropReason::COUNT],
+    /// Packets forwarded to each backend, by [`crate::lb::snapshot::BackendId`].
+    pub backend_packets: Box<[u64]>,
+    /// Bytes forwarded to each backend (as rewritten), by backend id.
+    pub backend_bytes: Box<[u64]>,
+}
+
+impl Default for WorkerCounters {
+    fn default() -> Self {
+        WorkerCounters {
+            rx_packets: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            tx_bytes: 0,
+            drops: [0; DropReason::COUNT],
+            backend_packets: vec![0; MAX_BACKENDS].into_boxed_slice(),
+            backend_bytes: vec![0; MAX_BACKENDS].into_boxed_slice(),
+        }
+    }
 }
 
 impl WorkerCounters {
@@ -101,11 +120,21 @@ impl Pipeline {
             stage.process(&mut batch, ctx, worker);
         }
         let counters = &mut worker.counters;
-        for (packet, verdict) in batch.packets.iter().zip(batch.verdicts.iter_mut()) {
+        let outcomes = batch.packets.iter().zip(batch.verdicts.iter_mut());
+        for ((packet, verdict), meta) in outcomes.zip(batch.meta.iter()) {
             match *verdict {
                 Verdict::Forward(_) => {
+                    let bytes = packet.len as u64;
                     counters.tx_packets += 1;
-                    counters.tx_bytes += packet.len as u64;
+                    counters.tx_bytes += bytes;
+                    if let Target::Backend { backend, .. } | Target::NatOut { backend, .. } =
+                        meta.target
+                    {
+                        if let Some(slot) = counters.backend_packets.get_mut(backend as usize) {
+                            *slot += 1;
+                            counters.backend_bytes[backend as usize] += bytes;
+                        }
+                    }
                 }
                 Verdict::Drop(reason) => counters.drops[reason as usize] += 1,
                 Verdict::Pending => {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use crate::config::IdlePolicy;
-use crate::lb::snapshot::Snapshot;
+use crate::lb::snapshot::{Snapshot, MAX_BACKENDS};
 use crate::pipeline::stage::{Context, SharedTables};
 use crate::pipeline::verdict::DropReason;
 use crate::pipeline::{Pipeline, WorkerState};
@@ -17,9 +17,13 @@ use crate::xsk::{BatchPorts, BatchStats};
 /// Empty rounds in a row before an adaptive worker sleeps in `poll()`.
 const SPINS_BEFORE_SLEEP: u32 = 256;
 
-/// A worker's counters, written by the worker once per batch (single writer, relaxed)
-/// and read by the metrics endpoint and the lab.
-#[derive(Debug, Default)]
+/// How often a busy worker publishes its counters.
+const PUBLISH_PERIOD_MS: u64 = 50;
+
+/// A worker's counters, published by the worker every [`PUBLISH_PERIOD_MS`], when it
+/// goes idle and when it stops (single writer, relaxed stores), and read by the
+/// metrics endpoint and the exit log.
+#[derive(Debug)]
 pub struct WorkerStats {
     /// Frames received.
     pub rx_packets: AtomicU64,
@@ -47,6 +51,33 @@ pub struct WorkerStats {
     pub evictions: AtomicU64,
     /// Flows tracked now.
     pub flows: AtomicU64,
+    /// Packets forwarded per backend id.
+    pub backend_packets: Box<[AtomicU64]>,
+    /// Bytes forwarded per backend id.
+    pub backend_bytes: Box<[AtomicU64]>,
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        let zeros = || (0..MAX_BACKENDS).map(|_| AtomicU64::new(0)).collect();
+        WorkerStats {
+            rx_packets: AtomicU64::default(),
+            rx_bytes: AtomicU64::default(),
+            tx_packets: AtomicU64::default(),
+            tx_bytes: AtomicU64::default(),
+            drops: Default::default(),
+            tx_ring_full: AtomicU64::default(),
+            fill_ring_empty: AtomicU64::default(),
+            wakeups: AtomicU64::default(),
+            idle_sleeps: AtomicU64::default(),
+            new_flows: AtomicU64::default(),
+            reselected: AtomicU64::default(),
+            evictions: AtomicU64::default(),
+            flows: AtomicU64::default(),
+            backend_packets: zeros(),
+            backend_bytes: zeros(),
+        }
+    }
 }
 
 impl WorkerStats {
@@ -63,6 +94,12 @@ impl WorkerStats {
         set(&self.tx_packets, c.tx_packets);
         set(&self.tx_bytes, c.tx_bytes);
         for (slot, value) in self.drops.iter().zip(c.drops.iter()) {
+            set(slot, *value);
+        }
+        for (slot, value) in self.backend_packets.iter().zip(c.backend_packets.iter()) {
+            set(slot, *value);
+        }
+        for (slot, value) in self.backend_bytes.iter().zip(c.backend_bytes.iter()) {
             set(slot, *value);
         }
         // Frames lost on a full TX ring are drops too, counted by the ports.
@@ -124,6 +161,7 @@ pub fn run_loop<P: BatchPorts>(
 ) {
     let mut ring = RingCounters::default();
     let mut empty_rounds = 0u32;
+    let mut published_ms = 0u64;
     while !inputs.stop.load(Ordering::Relaxed) {
         let snapshot = inputs.snapshots.load();
         let now_ms = inputs.epoch.elapsed().as_millis() as u64;
@@ -144,16 +182,22 @@ pub fn run_loop<P: BatchPorts>(
         }
         if received > 0 {
             empty_rounds = 0;
-            stats.publish(state, &ring);
+            if now_ms >= published_ms + PUBLISH_PERIOD_MS {
+                stats.publish(state, &ring);
+                published_ms = now_ms;
+            }
             continue;
         }
         empty_rounds = empty_rounds.saturating_add(1);
+        if now_ms >= published_ms + PUBLISH_PERIOD_MS {
+            stats.publish(state, &ring);
+            published_ms = now_ms;
+        }
         match inputs.idle {
             IdlePolicy::Poll => std::hint::spin_loop(),
             IdlePolicy::Adaptive if empty_rounds < SPINS_BEFORE_SLEEP => std::hint::spin_loop(),
             IdlePolicy::Adaptive => {
                 ring.idle_sleeps += 1;
-                stats.publish(state, &ring);
                 sleep(ports);
             }
         }
