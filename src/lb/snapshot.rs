@@ -63,6 +63,10 @@ pub struct BackendEntry {
     pub takes_new_flows: bool,
     /// Whether flows already pinned to it stay (active or draining, and healthy).
     pub keeps_flows: bool,
+    /// Whether its health check (if any) passes.
+    pub healthy: bool,
+    /// Whether it is draining (`state: drain`): keeps its flows, takes no new ones.
+    pub draining: bool,
 }
 
 /// One service as the fast path sees it.
@@ -189,6 +193,8 @@ impl Snapshot {
                     next_hop: resolver.next_hop(backend),
                     takes_new_flows: healthy && active && backend.weight > 0,
                     keeps_flows: healthy,
+                    healthy,
+                    draining: !active,
                 };
                 ring.push(MaglevBackend {
                     name: &backend.name,
