@@ -168,7 +168,6 @@ impl Dataplane {
         for interface in &table.dataplane.interfaces {
             let mut program =
                 SteeringProgram::attach(&interface.name, xdp_mode(interface.xdp_mode))?;
-            info!(interface = %interface.name, mode = ?program.attached_mode(), "XDP steering program attached");
             program.set_vips(&steered)?;
             programs.push(program);
         }
@@ -261,7 +260,7 @@ impl Dataplane {
                 cpu: assignment.cpu,
                 message,
             })?;
-            for (ifname, queue, fd, mode) in sockets {
+            for (ifname, queue, fd) in sockets {
                 let port = self
                     .table
                     .dataplane
@@ -270,7 +269,6 @@ impl Dataplane {
                     .position(|i| i.name == ifname)
                     .expect("sockets are opened only on configured interfaces");
                 self.programs[port].register_socket(queue, fd)?;
-                info!(worker = assignment.id, cpu = assignment.cpu, interface = %ifname, queue, ?mode, "AF_XDP socket bound");
             }
         }
         Ok(())
@@ -459,8 +457,8 @@ struct WorkerJob {
     epoch: Instant,
 }
 
-/// What a worker reports once its sockets are open: (interface, queue, fd, mode).
-type OpenedSockets = Result<Vec<(String, u32, RawFd, xsk::SocketMode)>, String>;
+/// What a worker reports once its sockets are open: (interface, queue, fd).
+type OpenedSockets = Result<Vec<(String, u32, RawFd)>, String>;
 
 impl WorkerJob {
     fn run(self, ready: mpsc::Sender<OpenedSockets>) {
@@ -491,13 +489,7 @@ impl WorkerJob {
             balancer: Balancer::new(self.flows, self.timeouts),
             counters: WorkerCounters::default(),
         };
-        let sockets = ports
-            .socket_fds()
-            .into_iter()
-            .zip(ports.modes())
-            .map(|((ifname, queue, fd), mode)| (ifname, queue, fd, mode))
-            .collect();
-        if ready.send(Ok(sockets)).is_err() {
+        if ready.send(Ok(ports.socket_fds())).is_err() {
             return;
         }
         let inputs = LoopInputs {

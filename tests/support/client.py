@@ -41,7 +41,7 @@ def one_udp(vip, port, source, timeout):
 
 def main():
     proto, vip, port, count, sources = sys.argv[1:6]
-    timeout = float(sys.argv[7]) if len(sys.argv) > 7 and sys.argv[6] == "--timeout" else 2.0
+    timeout = float(sys.argv[7]) if len(sys.argv) > 7 and sys.argv[6] == "--timeout" else 5.0
     sources = sources.split(",")
     one = one_tcp if proto == "tcp" else one_udp
     answers, failed, errors = {}, 0, []
