@@ -7,8 +7,12 @@ cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
 
+if [[ $(id -u) -ne 0 ]]; then
+  echo "test: the netns end-to-end tests need root and will fail without it" >&2
+fi
+
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo build --release --locked
+# Release: the tests drive the binary that ships. Benches run once each, as tests.
 cargo test --release --locked --all-targets
 cargo test --release --locked --doc

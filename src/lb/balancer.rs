@@ -161,3 +161,134 @@ impl Balancer {
         self.flows.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use crate::lb::hash::flow_hash;
+    use crate::lb::snapshot::{DownBackends, StaticResolver};
+
+    fn table(backends: &[&str]) -> crate::config::ServiceTable {
+        // bN lives at 198.18.1.1N, whatever its position in the list.
+        let list: String = backends
+            .iter()
+            .map(|name| {
+                format!(
+                    "      - {{ name: {name}, address: 198.18.1.1{} }}\n",
+                    &name[1..]
+                )
+            })
+            .collect();
+        let yaml = format!(
+            "version: 1\ndataplane:\n  interfaces: [{{ name: eth0 }}]\n  maglev_table_size: 1009\n\
+             services:\n  - name: web\n    vips: [198.18.100.10]\n    protocol: tcp\n    ports: [80]\n\
+             \x20   forwarding: dsr\n    backends:\n{list}"
+        );
+        config::parse(&yaml, "t.yaml").expect("valid")
+    }
+
+    fn build(backends: &[&str], generation: u64, previous: Option<&Snapshot>) -> Snapshot {
+        let resolver = StaticResolver {
+            port_macs: vec![[0; 6]],
+            egress: 0,
+        };
+        Snapshot::build(
+            &table(backends),
+            generation,
+            previous,
+            &resolver,
+            &DownBackends::new(),
+        )
+        .expect("snapshot")
+    }
+
+    fn flows() -> Vec<(FlowKey, u64)> {
+        (0..2000u16)
+            .map(|port| {
+                let key = FlowKey {
+                    vip: "198.18.100.10".parse().unwrap(),
+                    client: "198.18.0.10".parse().unwrap(),
+                    vip_port: 80,
+                    client_port: 10000 + port,
+                    proto: 6,
+                };
+                let hash = flow_hash(&key.client, &key.vip, key.client_port, 80, 6);
+                (key, hash)
+            })
+            .collect()
+    }
+
+    fn backend_name(snapshot: &Snapshot, decision: Decision) -> String {
+        match decision {
+            Decision::Backend(id) => snapshot.backend(id).expect("live").name.clone(),
+            Decision::Drop(reason) => panic!("dropped: {reason:?}"),
+        }
+    }
+
+    #[test]
+    fn tracked_flows_keep_their_backend_across_reloads_until_it_leaves() {
+        let timeouts = FlowTimeouts {
+            tcp_idle_ms: 60_000,
+            udp_idle_ms: 60_000,
+            sctp_idle_ms: 60_000,
+            tcp_closing_ms: 1_000,
+        };
+        let mut balancer = Balancer::new(8192, timeouts);
+        let gen1 = build(&["b1", "b2", "b3"], 1, None);
+        let first: Vec<String> = flows()
+            .iter()
+            .map(|(key, hash)| {
+                backend_name(&gen1, balancer.decide_flow(&gen1, 0, key, *hash, 0, 1))
+            })
+            .collect();
+        assert_eq!(balancer.stats().new_flows, 2000);
+
+        // b4 joins: Maglev moves slots, but tracked flows stay where they are.
+        let gen2 = build(&["b1", "b2", "b3", "b4"], 2, Some(&gen1));
+        let second: Vec<String> = flows()
+            .iter()
+            .map(|(key, hash)| {
+                backend_name(&gen2, balancer.decide_flow(&gen2, 0, key, *hash, 0, 2))
+            })
+            .collect();
+        assert_eq!(
+            first, second,
+            "a reload adding a backend moved tracked flows"
+        );
+        assert_eq!(balancer.stats().reselected, 0);
+
+        // b2 leaves: exactly its flows are re-selected and counted; others stay.
+        let gen3 = build(&["b1", "b3", "b4"], 3, Some(&gen2));
+        let third: Vec<String> = flows()
+            .iter()
+            .map(|(key, hash)| {
+                backend_name(&gen3, balancer.decide_flow(&gen3, 0, key, *hash, 0, 3))
+            })
+            .collect();
+        let on_b2 = first.iter().filter(|b| *b == "b2").count() as u64;
+        assert!(on_b2 > 0);
+        assert_eq!(balancer.stats().reselected, on_b2);
+        for (before, after) in first.iter().zip(&third) {
+            if before == "b2" {
+                assert_ne!(after, "b2");
+            } else {
+                assert_eq!(before, after);
+            }
+        }
+    }
+
+    #[test]
+    fn backend_ids_survive_reloads_and_are_not_reused_at_once() {
+        let gen1 = build(&["b1", "b2", "b3"], 1, None);
+        let gen2 = build(&["b1", "b3", "b4"], 2, Some(&gen1));
+        let id = |s: &Snapshot, name: &str| s.backends().find(|b| b.name == name).map(|b| b.id);
+        assert_eq!(id(&gen1, "b1"), id(&gen2, "b1"));
+        assert_eq!(id(&gen1, "b3"), id(&gen2, "b3"));
+        assert_ne!(
+            id(&gen2, "b4"),
+            id(&gen1, "b2"),
+            "a newcomer took a just-freed id"
+        );
+    }
+}
