@@ -26,7 +26,7 @@ use crate::lb::balancer::Balancer;
 use crate::lb::flow::FlowTimeouts;
 use crate::lb::nat::{NatConfig, NatSessionTable};
 use crate::lb::sctp::{SctpAssociationTable, SctpConfig};
-use crate::lb::snapshot::{DownBackends, Snapshot, SnapshotError};
+use crate::lb::snapshot::{DownBackends, NextHopResolver, Snapshot, SnapshotError};
 use crate::pipeline::loader::{self, PipelineError};
 use crate::pipeline::stage::SharedTables;
 use crate::pipeline::verdict::DropReason;
@@ -39,6 +39,10 @@ use crate::xsk::{self, SocketSpec, SteeringProgram, XskError, XskPorts};
 
 /// How long a missing neighbour entry is probed for at start and on reload.
 const RESOLVE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a missing neighbour entry is probed for by the periodic refresh.
+const REFRESH_TIMEOUT: Duration = Duration::from_millis(100);
+/// How often backends' next hops are re-resolved.
+const REFRESH_PERIOD: Duration = Duration::from_secs(5);
 /// How often lingering associations and idle NAT sessions are freed.
 const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(250);
 /// UMEM frames per socket: enough for the fill ring plus a full TX ring in flight.
@@ -106,6 +110,10 @@ pub struct Dataplane {
     config_path: PathBuf,
     table: ServiceTable,
     generation: u64,
+    resolver: KernelResolver,
+    down: DownBackends,
+    /// The clock origin workers and housekeeping share: shared tables compare times.
+    epoch: Instant,
     programs: Vec<SteeringProgram>,
     replicas: Vec<Replica>,
     shared: Arc<SharedTables>,
@@ -194,6 +202,9 @@ impl Dataplane {
             config_path: config_path.to_path_buf(),
             table,
             generation: 1,
+            resolver,
+            down,
+            epoch: Instant::now(),
             programs,
             replicas,
             shared,
@@ -209,7 +220,7 @@ impl Dataplane {
     }
 
     fn spawn_workers(&mut self) -> Result<(), RunError> {
-        let epoch = Instant::now();
+        let epoch = self.epoch;
         let d = &self.table.dataplane;
         let flows_per_worker = (d.flow_table.capacity / self.plan.workers.len().max(1)).max(1024);
         for assignment in self.plan.workers.clone() {
@@ -284,16 +295,63 @@ impl Dataplane {
         let (resolver, unresolved) = KernelResolver::resolve(&table, RESOLVE_TIMEOUT)?;
         report_unresolved(&unresolved);
         let generation = self.generation + 1;
-        let down = DownBackends::new();
+        self.publish(&table, generation, &resolver)?;
+        self.table = table;
+        self.resolver = resolver;
+        self.generation = generation;
+        for change in changes.iter().filter(|c| c.is_change()) {
+            info!(generation, "reload: {change}");
+        }
+        Ok(changes)
+    }
+
+    /// Re-resolves backends' next hops; republishes when one appeared or changed (a
+    /// backend that came up, a replaced host with a new MAC).
+    pub fn refresh_next_hops(&mut self) -> Result<(), RunError> {
+        let (resolver, unresolved) = KernelResolver::resolve(&self.table, REFRESH_TIMEOUT)?;
+        let current = self.replicas[0].snapshot.load_full();
+        let changed = self
+            .table
+            .services
+            .iter()
+            .flat_map(|s| &s.backends)
+            .any(|b| {
+                let now = current
+                    .backends()
+                    .find(|e| e.address == b.address)
+                    .and_then(|e| e.next_hop);
+                now != resolver.next_hop(b)
+            });
+        if changed {
+            info!(
+                unresolved = unresolved.len(),
+                "next hops changed; republishing"
+            );
+            let table = self.table.clone();
+            self.publish(&table, self.generation, &resolver)?;
+            self.resolver = resolver;
+        }
+        Ok(())
+    }
+
+    /// Builds every node's snapshot of `table` off the packet path, then publishes:
+    /// new VIPs into the steering map, one store per node, stale VIPs out.
+    fn publish(
+        &mut self,
+        table: &ServiceTable,
+        generation: u64,
+        resolver: &KernelResolver,
+    ) -> Result<(), RunError> {
         let mut fresh = Vec::with_capacity(self.replicas.len());
         for replica in &self.replicas {
             let previous = replica.snapshot.load_full();
+            let down = &self.down;
             fresh.push(build_on(replica.cpu, || {
-                Snapshot::build(&table, generation, Some(&previous), &resolver, &down)
+                Snapshot::build(table, generation, Some(&previous), resolver, down)
             })?);
         }
         let old_vips = steered_addresses(&self.table);
-        let new_vips = steered_addresses(&table);
+        let new_vips = steered_addresses(table);
         let union: Vec<IpAddr> = old_vips
             .iter()
             .chain(&new_vips)
@@ -310,12 +368,7 @@ impl Dataplane {
         for program in &mut self.programs {
             program.set_vips(&new_vips)?;
         }
-        self.table = table;
-        self.generation = generation;
-        for change in changes.iter().filter(|c| c.is_change()) {
-            info!(generation, "reload: {change}");
-        }
-        Ok(changes)
+        Ok(())
     }
 
     /// The running generation.
@@ -334,7 +387,8 @@ impl Dataplane {
     }
 
     /// Frees lingering associations and idle NAT sessions (off the packet path).
-    pub fn housekeeping(&self, now_ms: u64) {
+    pub fn housekeeping(&self) {
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
         self.shared.sctp.expire(now_ms);
         self.shared.nat.expire(now_ms);
     }
@@ -421,7 +475,7 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
         generation = dataplane.generation(),
         "xlb running; SIGHUP reloads, SIGTERM stops"
     );
-    let epoch = Instant::now();
+    let mut refreshed = Instant::now();
     'serve: loop {
         for signal in signals.pending() {
             match signal {
@@ -432,7 +486,13 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
                 _ => break 'serve,
             }
         }
-        dataplane.housekeeping(epoch.elapsed().as_millis() as u64);
+        dataplane.housekeeping();
+        if refreshed.elapsed() >= REFRESH_PERIOD {
+            refreshed = Instant::now();
+            if let Err(e) = dataplane.refresh_next_hops() {
+                warn!("next-hop refresh failed: {e}");
+            }
+        }
         std::thread::sleep(HOUSEKEEPING_PERIOD);
     }
     info!("stopping");

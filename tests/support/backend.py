@@ -20,14 +20,25 @@ def serve_tcp(name, port, family):
     body = name.encode()
     while True:
         conn, _ = s.accept()
-        try:
-            conn.settimeout(2)
-            conn.recv(4096)
-            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-        except OSError:
-            pass
-        finally:
-            conn.close()
+        threading.Thread(target=answer, args=(conn, body), daemon=True).start()
+
+
+def answer(conn, body):
+    """One request -> one response, then close; or, after "HOLD", one name per line
+    until the client closes (a long-lived connection for reload tests)."""
+    try:
+        conn.settimeout(30)
+        request = conn.recv(4096)
+        if request.startswith(b"HOLD"):
+            while request:
+                conn.sendall(body + b"\n")
+                request = conn.recv(4096)
+            return
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    except OSError:
+        pass
+    finally:
+        conn.close()
 
 
 def serve_udp(name, port, family):

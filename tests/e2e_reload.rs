@@ -1,0 +1,179 @@
+//! End to end: SIGHUP reloads under traffic in the namespace lab. Needs root; fails
+//! (never skips) without it.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use support::lab::{client_sources, Lab, PYTHON};
+
+fn table(backends: &[&str]) -> String {
+    let list: String = backends
+        .iter()
+        .map(|b| format!("      - {{ name: {b}, address: 198.18.1.1{} }}\n", &b[1..]))
+        .collect();
+    format!(
+        r#"version: 1
+dataplane:
+  interfaces: [{{ name: eth0 }}]
+  flow_table: {{ capacity: 65536 }}
+services:
+  - name: web
+    vips: [198.18.100.10]
+    protocol: tcp
+    ports: [80]
+    forwarding: dsr
+    backends:
+{list}"#
+    )
+}
+
+/// Long-lived connections held open by tests/support/hold.py.
+struct Held {
+    child: Child,
+    lines: BufReader<std::process::ChildStdout>,
+}
+
+impl Held {
+    fn open(lab: &Lab, count: u32) -> (Held, Vec<Option<String>>) {
+        let mut child = lab
+            .ns_command("cl", PYTHON)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/support/hold.py"
+            ))
+            .args([
+                "198.18.100.10",
+                "80",
+                &count.to_string(),
+                &client_sources(false).join(","),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start hold.py");
+        let mut lines = BufReader::new(child.stdout.take().expect("piped"));
+        let first = read_names(&mut lines);
+        (Held { child, lines }, first)
+    }
+
+    fn ask(&mut self) -> Vec<Option<String>> {
+        let stdin = self.child.stdin.as_mut().expect("piped");
+        stdin.write_all(b"again\n").expect("hold.py alive");
+        stdin.flush().unwrap();
+        read_names(&mut self.lines)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_names(lines: &mut impl BufRead) -> Vec<Option<String>> {
+    let mut line = String::new();
+    lines.read_line(&mut line).expect("hold.py answers");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("hold.py said {line:?}: {e}"))
+}
+
+fn reload(lab: &Lab, config: &str, expect: &str) {
+    let before = lab.log().matches(expect).count();
+    std::fs::write(lab.config_path(), config).expect("rewrite config");
+    lab.signal_xlb("-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lab.log().matches(expect).count() == before {
+        assert!(
+            Instant::now() < deadline,
+            "no {expect:?} after SIGHUP:\n{}",
+            lab.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn reload_adding_a_backend_keeps_connections_and_spreads_new_flows() {
+    let mut lab = Lab::up("rld", 1);
+    lab.start_xlb(&table(&["b1", "b2"]));
+    let (mut held, before) = Held::open(&lab, 40);
+    assert!(
+        before.iter().all(Option::is_some),
+        "held connections: {before:?}"
+    );
+    assert!(!before.iter().any(|b| b.as_deref() == Some("b3")));
+
+    reload(&lab, &table(&["b1", "b2", "b3"]), "reload applied");
+    assert!(
+        lab.log().contains("backends added: b3"),
+        "reload diff logged:\n{}",
+        lab.log()
+    );
+
+    let after = held.ask();
+    assert_eq!(
+        before, after,
+        "existing connections moved or broke across the reload"
+    );
+    let fresh = lab.client("tcp", "198.18.100.10", 80, 300, &client_sources(false));
+    assert_eq!(fresh.failed, 0, "{fresh:?}");
+    assert!(
+        fresh.share("b3") > 0.2,
+        "new flows reach the new backend: {fresh:?}"
+    );
+    drop(held);
+    assert!(lab.stop_xlb().success());
+}
+
+#[test]
+fn reload_removing_a_backend_moves_only_its_flows() {
+    let mut lab = Lab::up("rmv", 1);
+    lab.start_xlb(&table(&["b1", "b2", "b3"]));
+    let (mut held, before) = Held::open(&lab, 40);
+    reload(&lab, &table(&["b1", "b3"]), "reload applied");
+    let after = held.ask();
+    for (b, a) in before.iter().zip(&after) {
+        if b.as_deref() != Some("b2") {
+            assert_eq!(b, a, "a connection not on the removed backend moved");
+        }
+    }
+    let fresh = lab.client("tcp", "198.18.100.10", 80, 200, &client_sources(false));
+    assert_eq!(fresh.failed, 0);
+    assert_eq!(
+        fresh.answers.get("b2"),
+        None,
+        "new flows still reach a removed backend: {fresh:?}"
+    );
+    drop(held);
+    assert!(lab.stop_xlb().success());
+}
+
+#[test]
+fn reload_with_a_broken_file_keeps_the_running_table() {
+    let mut lab = Lab::up("brk", 1);
+    lab.start_xlb(&table(&["b1", "b2"]));
+    let broken = table(&["b1", "b2"]).replace("forwarding: dsr", "forwarding: teleport");
+    reload(&lab, &broken, "reload failed");
+    let log = lab.log();
+    let line = log.lines().find(|l| l.contains("reload failed")).unwrap();
+    let location = format!("{}:10:17:", lab.config_path().display());
+    assert!(
+        line.contains(&location),
+        "error names file:line:col: {line}"
+    );
+    let still = lab.client("tcp", "198.18.100.10", 80, 100, &client_sources(false));
+    assert_eq!(still.failed, 0, "traffic after a failed reload: {still:?}");
+    assert_eq!(still.answers.len(), 2);
+    // A burst of SIGHUPs with a good file coalesces and applies.
+    std::fs::write(lab.config_path(), table(&["b1", "b2", "b3"])).unwrap();
+    for _ in 0..5 {
+        lab.signal_xlb("-HUP");
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let fresh = lab.client("tcp", "198.18.100.10", 80, 200, &client_sources(false));
+    assert!(fresh.answers.contains_key("b3"), "{fresh:?}");
+    assert!(lab.stop_xlb().success());
+}
