@@ -681,3 +681,46 @@ fn xlb_answers_arp_ndp_and_echo_for_its_vips() {
     assert_eq!(ip.src_addr().to_string(), "198.18.100.10");
     assert_eq!(ip.payload()[0], 0, "echo reply");
 }
+
+#[test]
+fn icmp_errors_about_a_vip_flow_go_to_its_backend() {
+    use xlb::wire::fixtures::{ICMP4_FRAG_NEEDED, ICMP6_PTB};
+    let mut harness = Harness::new();
+    for (description, input) in [
+        (
+            "fragmentation needed quoting TCP from the VIP",
+            &ICMP4_FRAG_NEEDED[..],
+        ),
+        (
+            "packet too big quoting UDP from the IPv6 VIP",
+            &ICMP6_PTB[..],
+        ),
+    ] {
+        let (verdict, out) = harness.run(input);
+        assert_eq!(verdict, Verdict::Forward(0), "{description}");
+        assert_eq!(
+            out,
+            with_macs(input, B1_MAC),
+            "{description}: DSR to the flow's backend"
+        );
+    }
+}
+
+#[test]
+fn neighbor_solicitation_for_a_vip_is_answered() {
+    use xlb::wire::fixtures::NDP_NS;
+    let mut harness = Harness::new();
+    let (verdict, out) = harness.run(&NDP_NS);
+    assert_eq!(verdict, Verdict::Forward(0));
+    let ip = Ipv6Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!(ip.src_addr().to_string(), "2001:db8:100::10");
+    assert_eq!(ip.payload()[0], 136, "neighbor advertisement");
+    assert_eq!(
+        &ip.payload()[8..24],
+        &"2001:db8:100::10"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets()
+    );
+    assert_eq!(&out[6..12], &XLB_MAC);
+}
