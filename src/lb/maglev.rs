@@ -5,9 +5,10 @@
 //! `skip = h2 % (M - 1) + 1`, hashes of its name from [`crate::lb::hash::backend_hashes`]) and
 //! claims the next free slot on its turn. Weights use credit rounds: every round each backend
 //! earns its weight in credit and claims one slot per `max_weight` of credit it holds. With equal
-//! weights that is exactly the paper's round-robin; with unequal weights a backend's share after
-//! any number of rounds is within one slot of `M * w / sum(w)`, and so max/mean share stays under
-//! `1 + N / M` (≤ 1.01 when `M > 100·N`).
+//! weights that is exactly the paper's round-robin, so shares differ by at most one slot and
+//! max/mean share is below `1 + N / M` (≤ 1.01 when `M > 100·N`). With unequal weights backend
+//! `i` ends with between `e_i - 2` and `e_i + N + 1` slots, `e_i = M·w_i/Σw` (rounding and the last,
+//! partial round).
 //!
 //! The table depends only on the backends' names and weights and on `M` (not on the order they
 //! are listed in): every process on every machine builds the same one.
@@ -93,8 +94,9 @@ pub fn is_prime(n: u32) -> bool {
 ///
 /// `size` must be prime. Names should be unique (configuration validation ensures it); equal
 /// names take turns in list order. Backends of weight 0 get no slot; if all weigh 0 every slot is
-/// [`NO_BACKEND`]. Runs in about `M·ln M` probes when weights are equal; a tiny weight next to a
-/// huge one costs up to `M·N` credit steps (still control-plane time, never per packet).
+/// [`NO_BACKEND`]. Probes about `M·ln(M/256)` permutation entries, then ranks the last 256 free
+/// slots; a tiny weight next to a huge one adds up to `M·N` credit steps (control-plane time,
+/// never per packet).
 pub fn build(backends: &[MaglevBackend<'_>], size: u32) -> Result<MaglevTable, MaglevError> {
     if !is_prime(size) {
         return Err(MaglevError::SizeNotPrime { size });
