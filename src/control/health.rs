@@ -277,7 +277,8 @@ impl HealthMonitor {
     /// address, port and check keeps its state and its schedule; a changed one starts
     /// again, up; a removed one stops being probed and leaves the down set.
     pub fn update(&self, targets: Vec<HealthTarget>) {
-        let removed_down = {
+        let down_before = self.down();
+        {
             let mut entries = self.shared.entries.lock();
             let mut previous = std::mem::take(&mut *entries);
             for target in targets {
@@ -288,9 +289,9 @@ impl HealthMonitor {
                 };
                 entries.insert(key, entry);
             }
-            previous.values().any(|entry| !entry.health.up)
-        };
-        if removed_down {
+            // `previous` now holds the removed targets: dropping it ends their threads.
+        }
+        if self.down() != down_before {
             self.notify();
         }
     }
@@ -668,16 +669,17 @@ mod tests {
             initial_tsn: 1,
             addresses: &[],
         };
+        let answers = |bytes: &[u8]| answers_init(bytes, 38412, 50000, 7);
         let mut init_ack = answer(38412, 50000, 7, init);
         init_ack[HEADER_LEN] = u8::from(ChunkType::InitAck);
-        assert!(answers_init(&init_ack, 38412, 50000, 7));
-        assert!(answers_init(&answer(38412, 50000, 7, abort), 38412, 50000, 7));
+        assert!(answers(&init_ack));
+        assert!(answers(&answer(38412, 50000, 7, abort)));
         // An INIT is not an answer, even under the right tag.
-        assert!(!answers_init(&answer(38412, 50000, 7, init), 38412, 50000, 7));
-        assert!(!answers_init(&answer(38412, 50000, 8, abort), 38412, 50000, 7));
-        assert!(!answers_init(&answer(38413, 50000, 7, abort), 38412, 50000, 7));
-        assert!(!answers_init(&answer(38412, 50001, 7, abort), 38412, 50000, 7));
-        assert!(!answers_init(&[0u8; 5], 38412, 50000, 7));
-        assert!(!answers_init(&answer(38412, 50000, 7, abort)[..HEADER_LEN], 38412, 50000, 7));
+        assert!(!answers(&answer(38412, 50000, 7, init)));
+        assert!(!answers(&answer(38412, 50000, 8, abort)));
+        assert!(!answers(&answer(38413, 50000, 7, abort)));
+        assert!(!answers(&answer(38412, 50001, 7, abort)));
+        assert!(!answers(&[0u8; 5]));
+        assert!(!answers(&answer(38412, 50000, 7, abort)[..HEADER_LEN]));
     }
 }
