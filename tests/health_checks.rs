@@ -1,8 +1,11 @@
 //! Health checks against real kernel sockets on loopback: tcp and http probes, rise and
-//! fall, timeouts, reload of the target list, and stopping on drop.
+//! fall, timeouts, reload of the target list, and stopping on drop; sctp probes against
+//! a scapy responder on a raw socket (the kernel has no SCTP stack; needs root).
 
+use std::io::{BufRead, BufReader};
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -382,4 +385,97 @@ services:
     );
     assert_eq!(targets[0].check.kind, http("/healthz"));
     assert_eq!(targets[2].check.kind, HealthCheckKind::Sctp);
+}
+
+/// Answers SCTP INITs on loopback through a raw socket: per destination port, with
+/// INIT-ACK or ABORT under the INIT's initiate tag; other ports stay silent.
+const SCTP_RESPONDER: &str = r#"
+import socket, sys
+from scapy.all import IP, SCTP
+from scapy.layers.sctp import SCTPChunkAbort, SCTPChunkInit, SCTPChunkInitAck
+family = socket.AF_INET6 if sys.argv[1] == "6" else socket.AF_INET
+answers = dict(arg.split(":") for arg in sys.argv[2:])
+sock = socket.socket(family, socket.SOCK_RAW, 132)
+print("ready", flush=True)
+while True:
+    data, peer = sock.recvfrom(2048)
+    packet = IP(data) if family == socket.AF_INET else SCTP(data)
+    if SCTP not in packet or SCTPChunkInit not in packet:
+        continue
+    sctp = packet[SCTP]
+    answer = answers.get(str(sctp.dport))
+    if answer == "init-ack":
+        chunk = SCTPChunkInitAck(init_tag=0x5EED, a_rwnd=65535, n_out_streams=1,
+                                 n_in_streams=1, init_tsn=1)
+    elif answer == "abort":
+        chunk = SCTPChunkAbort()
+    else:
+        continue
+    tag = sctp[SCTPChunkInit].init_tag
+    sock.sendto(bytes(SCTP(sport=sctp.dport, dport=sctp.sport, tag=tag) / chunk), peer)
+"#;
+
+/// The responder process; killed when dropped.
+struct SctpResponder(Child);
+
+impl SctpResponder {
+    fn start(family: &str, answers: &[&str]) -> SctpResponder {
+        let mut child = Command::new("/usr/bin/python3")
+            .args(["-c", SCTP_RESPONDER, family])
+            .args(answers)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 with scapy runs the SCTP responder");
+        let mut ready = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert_eq!(
+            ready.trim(),
+            "ready",
+            "SCTP responder did not start (root and scapy needed)"
+        );
+        SctpResponder(child)
+    }
+}
+
+impl Drop for SctpResponder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn sctp_probe_is_answered_by_init_ack_or_abort() {
+    let families = [
+        ("4", IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        ("6", IpAddr::V6(Ipv6Addr::LOCALHOST)),
+    ];
+    for (family, address) in families {
+        let _responder = SctpResponder::start(family, &["47301:init-ack", "47302:abort"]);
+        let mut sctp = check(HealthCheckKind::Sctp, 1, 1);
+        sctp.interval = Duration::from_secs(1);
+        sctp.timeout = Duration::from_millis(500);
+        let on = |backend: &str, port| HealthTarget {
+            address,
+            ..target(backend, port, sctp.clone())
+        };
+        let (monitor, reports) = monitor(vec![
+            on("init-ack", 47301),
+            on("abort", 47302),
+            on("silent", 47303),
+        ]);
+        assert_eq!(expect_report(&reports, within(1)), down_set(&["silent"]));
+        for answered in ["init-ack", "abort"] {
+            let health = wait_for_state(&monitor, answered, within(1), |h| {
+                h.consecutive_successes >= 1 || h.consecutive_failures >= 1
+            });
+            assert!(health.up && health.last_error.is_none(), "{health:?}");
+        }
+        assert_eq!(
+            state(&monitor, "silent").last_error.as_deref(),
+            Some("no answer within 500ms")
+        );
+    }
 }
