@@ -334,7 +334,8 @@ impl HealthMonitor {
         let changed = self.changed.clone();
         let probed = target.clone();
         let spawned = thread::Builder::new()
-            .name(format!("xlb-health-{}", target.backend))
+            // A thread name cannot hold NUL; the backend name comes from the file.
+            .name(format!("xlb-health-{}", target.backend.replace('\0', "")))
             .stack_size(256 * 1024)
             .spawn(move || run_probes(&shared, &key, probe_id, &probed, &stopped, &changed));
         if let Err(error) = spawned {
