@@ -1,8 +1,10 @@
 //! Control plane: work done off the per-packet path. `neighbor` and `resolver` find
 //! backends' next hops through the kernel's routing and neighbour tables; `diff` says
-//! what a reload changes; `explain` answers which backend a flow maps to.
+//! what a reload changes; `explain` answers which backend a flow maps to; `health`
+//! probes backends and tracks which are down.
 
 pub mod diff;
 pub mod explain;
+pub mod health;
 pub mod neighbor;
 pub mod resolver;
