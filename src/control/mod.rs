@@ -8,3 +8,4 @@ pub mod explain;
 pub mod metrics;
 pub mod neighbor;
 pub mod resolver;
+pub mod stats;
