@@ -253,24 +253,27 @@ impl SourcesCollector {
                 .iter()
                 .map(move |(labels, stats)| (labels.labels(), value(stats)))
         };
-        let mut info = encoder.encode_descriptor(
-            "xlb_worker_queue",
-            "An AF_XDP receive queue a worker serves (one series per interface and queue).",
-            None,
-            MetricType::Info,
-        )?;
-        for (id, served, _) in &self.0.workers {
-            let worker = id.to_string();
-            for (interface, queue) in served {
-                let queue = queue.to_string();
+        // A gauge of 1 per pair (the `_info` idiom) rather than an OpenMetrics info
+        // family, so the classic text parsers (promtool, older scrapers) read it too.
+        let pairs = self.0.workers.iter().flat_map(|(id, served, _)| {
+            served
+                .iter()
+                .map(move |(interface, queue)| (id.to_string(), interface, queue.to_string()))
+        });
+        let pairs: Vec<(String, &String, String)> = pairs.collect();
+        gauges(
+            encoder,
+            "xlb_worker_queue_info",
+            "1 for each AF_XDP receive queue a worker serves (one series per interface and queue).",
+            pairs.iter().map(|(worker, interface, queue)| {
                 let labels: Labels<'_> = vec![
-                    ("worker", Escaped(&worker)),
+                    ("worker", Escaped(worker)),
                     ("interface", Escaped(interface)),
-                    ("queue", Escaped(&queue)),
+                    ("queue", Escaped(queue)),
                 ];
-                info.encode_info(&labels)?;
-            }
-        }
+                (labels, 1)
+            }),
+        )?;
         counters(
             encoder,
             "xlb_rx_packets",
