@@ -9,6 +9,9 @@ PACKAGES=(
   linux-libc-dev libbpf-dev
   # tests and lab: namespaces, traffic, captures, SCTP peers
   iproute2 iputils-ping ethtool python3-scapy tcpdump iptables nftables curl util-linux
+  # monitoring: `promtool check rules` on config/monitoring/xlb-alerts.yaml (Debian ships
+  # promtool in the prometheus package)
+  prometheus
 )
 
 missing=()

@@ -1,10 +1,13 @@
 //! Control plane: work done off the per-packet path. `neighbor` and `resolver` find
 //! backends' next hops through the kernel's routing and neighbour tables; `diff` says
 //! what a reload changes; `explain` answers which backend a flow maps to; `health`
-//! probes backends and tracks which are down.
+//! probes backends and tracks which are down; `metrics` serves the Prometheus
+//! endpoint and `stats` is the live terminal view of it.
 
 pub mod diff;
 pub mod explain;
 pub mod health;
+pub mod metrics;
 pub mod neighbor;
 pub mod resolver;
+pub mod stats;
