@@ -61,6 +61,18 @@ enum Command {
     },
     /// Print the JSON Schema of the service table, for editors.
     Schema,
+    /// Live view of a running dataplane's metrics: rates per worker, service and backend.
+    Stats {
+        /// The metrics endpoint.
+        #[arg(long, default_value = xlb::control::stats::DEFAULT_URL)]
+        url: String,
+        /// Refresh period in seconds.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Stop after this many refreshes (default: run until interrupted).
+        #[arg(long)]
+        count: Option<u64>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -136,6 +148,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Schema => println!("{}", config::json_schema()),
+        Command::Stats {
+            url,
+            interval,
+            count,
+        } => {
+            let interval = std::time::Duration::try_from_secs_f64(interval)?;
+            xlb::control::stats::run_stats(&url, interval, count, &mut std::io::stdout())?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -21,6 +21,10 @@ use tracing::{error, info, warn};
 
 use crate::config::{self, ConfigError, Queues, ServiceTable};
 use crate::control::diff;
+use crate::control::health::{self, HealthMonitor};
+use crate::control::metrics::{
+    self, MetricsServer, MetricsSources, ReloadCounters, TableCapacities,
+};
 use crate::control::resolver::{KernelResolver, Unresolved};
 use crate::lb::balancer::Balancer;
 use crate::lb::flow::FlowTimeouts;
@@ -80,6 +84,9 @@ pub enum RunError {
     /// Interface MACs could not be read.
     #[error(transparent)]
     Neighbor(#[from] crate::control::neighbor::NeighborError),
+    /// The metrics endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
     /// XDP or AF_XDP refused.
     #[error(transparent)]
     Xsk(#[from] XskError),
@@ -120,6 +127,12 @@ pub struct Dataplane {
     workers: Vec<(Arc<WorkerStats>, JoinHandle<()>)>,
     stop: Arc<AtomicBool>,
     plan: WorkerPlan,
+    reloads: Arc<ReloadCounters>,
+    health: HealthMonitor,
+    /// Down sets from the health monitor, applied by the control loop.
+    health_changes: mpsc::Receiver<DownBackends>,
+    /// Kept for its lifetime: the endpoint stops when it drops.
+    metrics: Option<MetricsServer>,
 }
 
 impl Dataplane {
@@ -198,6 +211,10 @@ impl Dataplane {
             }),
         });
         let stop = Arc::new(AtomicBool::new(false));
+        let (health_tx, health_changes) = mpsc::channel();
+        let health = HealthMonitor::start(health::targets(&table), move |down: &DownBackends| {
+            let _ = health_tx.send(down.clone());
+        });
         let mut dataplane = Dataplane {
             config_path: config_path.to_path_buf(),
             table,
@@ -211,18 +228,56 @@ impl Dataplane {
             workers: Vec::new(),
             stop,
             plan,
+            reloads: Arc::new(ReloadCounters::new(1)),
+            health,
+            health_changes,
+            metrics: None,
         };
         if let Err(e) = dataplane.spawn_workers() {
             dataplane.stop_workers();
             return Err(e);
         }
+        dataplane.metrics = Some(dataplane.serve_metrics()?);
         Ok(dataplane)
+    }
+
+    /// Starts the Prometheus endpoint at `metrics_listen`.
+    fn serve_metrics(&self) -> Result<MetricsServer, RunError> {
+        let d = &self.table.dataplane;
+        let workers = self
+            .plan
+            .workers
+            .iter()
+            .zip(&self.workers)
+            .map(|(assignment, (stats, _))| {
+                let queues = assignment
+                    .queues
+                    .iter()
+                    .map(|(i, _, q)| (i.clone(), *q))
+                    .collect();
+                (assignment.id, queues, stats.clone())
+            })
+            .collect();
+        let sources = MetricsSources {
+            workers,
+            snapshot: self.replicas[0].snapshot.clone(),
+            shared: self.shared.clone(),
+            reloads: self.reloads.clone(),
+            capacities: TableCapacities {
+                flows_per_worker: flows_per_worker(&self.table, self.plan.workers.len()) as u64,
+                sctp_associations: d.sctp.capacity as u64,
+                nat_sessions: d.flow_table.capacity as u64,
+            },
+        };
+        let server = metrics::serve(d.metrics_listen, sources)?;
+        info!(listen = %server.local_addr(), "metrics endpoint serving /metrics");
+        Ok(server)
     }
 
     fn spawn_workers(&mut self) -> Result<(), RunError> {
         let epoch = self.epoch;
         let d = &self.table.dataplane;
-        let flows_per_worker = (d.flow_table.capacity / self.plan.workers.len().max(1)).max(1024);
+        let flows_per_worker = flows_per_worker(&self.table, self.plan.workers.len());
         for assignment in self.plan.workers.clone() {
             let replica = self
                 .replicas
@@ -287,6 +342,15 @@ impl Dataplane {
 
     /// Re-reads the config file and applies it; on any error the running table stays.
     pub fn reload(&mut self) -> Result<Vec<diff::ServiceDiff>, RunError> {
+        let outcome = self.try_reload();
+        match &outcome {
+            Ok(_) => self.reloads.record_ok(self.generation),
+            Err(_) => self.reloads.record_failed(),
+        }
+        outcome
+    }
+
+    fn try_reload(&mut self) -> Result<Vec<diff::ServiceDiff>, RunError> {
         let table = config::load(&self.config_path)?;
         if table.dataplane != self.table.dataplane {
             warn!("reload: changes under `dataplane` (interfaces, workers, sizes) apply at the next restart; services are reloaded now");
@@ -295,9 +359,10 @@ impl Dataplane {
         let (resolver, unresolved) = KernelResolver::resolve(&table, RESOLVE_TIMEOUT)?;
         report_unresolved(&unresolved);
         let generation = self.generation + 1;
-        self.publish(&table, generation, &resolver)?;
-        self.table = table;
         self.resolver = resolver;
+        self.publish(&table, generation)?;
+        self.health.update(health::targets(&table));
+        self.table = table;
         self.generation = generation;
         for change in changes.iter().filter(|c| c.is_change()) {
             info!(generation, "reload: {change}");
@@ -327,25 +392,36 @@ impl Dataplane {
                 unresolved = unresolved.len(),
                 "next hops changed; republishing"
             );
-            let table = self.table.clone();
-            self.publish(&table, self.generation, &resolver)?;
             self.resolver = resolver;
+            let table = self.table.clone();
+            self.publish(&table, self.generation)?;
         }
+        Ok(())
+    }
+
+    /// Applies the latest down set from the health monitor, if it changed: backends
+    /// that went down leave the Maglev rings (the same rebuild as a reload).
+    pub fn apply_health(&mut self) -> Result<(), RunError> {
+        let Some(down) = self.health_changes.try_iter().last() else {
+            return Ok(());
+        };
+        if down == self.down {
+            return Ok(());
+        }
+        self.down = down;
+        let table = self.table.clone();
+        self.publish(&table, self.generation)?;
+        info!(down = self.down.len(), "health changed; republished");
         Ok(())
     }
 
     /// Builds every node's snapshot of `table` off the packet path, then publishes:
     /// new VIPs into the steering map, one store per node, stale VIPs out.
-    fn publish(
-        &mut self,
-        table: &ServiceTable,
-        generation: u64,
-        resolver: &KernelResolver,
-    ) -> Result<(), RunError> {
+    fn publish(&mut self, table: &ServiceTable, generation: u64) -> Result<(), RunError> {
         let mut fresh = Vec::with_capacity(self.replicas.len());
         for replica in &self.replicas {
             let previous = replica.snapshot.load_full();
-            let down = &self.down;
+            let (down, resolver) = (&self.down, &self.resolver);
             fresh.push(build_on(replica.cpu, || {
                 Snapshot::build(table, generation, Some(&previous), resolver, down)
             })?);
@@ -487,6 +563,9 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
             }
         }
         dataplane.housekeeping();
+        if let Err(e) = dataplane.apply_health() {
+            error!("applying health changes failed: {e}");
+        }
         if refreshed.elapsed() >= REFRESH_PERIOD {
             refreshed = Instant::now();
             if let Err(e) = dataplane.refresh_next_hops() {
@@ -668,6 +747,11 @@ fn xdp_mode(mode: config::XdpMode) -> xsk::XdpMode {
         config::XdpMode::Native => xsk::XdpMode::Native,
         config::XdpMode::Skb => xsk::XdpMode::Skb,
     }
+}
+
+/// Each worker's share of the configured flow-table capacity.
+fn flows_per_worker(table: &ServiceTable, workers: usize) -> usize {
+    (table.dataplane.flow_table.capacity / workers.max(1)).max(1024)
 }
 
 /// `xlb topology`: the machine's topology and, with a config, the worker plan.

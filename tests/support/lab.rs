@@ -115,6 +115,41 @@ impl Lab {
         lab
     }
 
+    /// Stops backend `n`'s servers (1..=3), as a crashed backend would.
+    pub fn stop_backend(&mut self, n: usize) {
+        let child = &mut self.children[n - 1];
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts backend `n`'s servers again.
+    pub fn start_backend(&mut self, n: usize) {
+        self.children[n - 1] = self.spawn_backend(n);
+    }
+
+    fn spawn_backend(&self, n: usize) -> Child {
+        let mut child = self
+            .ns_command(&format!("b{n}"), PYTHON)
+            .arg(repo().join("tests/support/backend.py"))
+            .args([format!("b{n}").as_str(), "80", "8080", "--", "53", "5353"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start backend");
+        let mut line = String::new();
+        let out = child.stdout.take().expect("piped");
+        BufReader::new(out)
+            .read_line(&mut line)
+            .expect("backend says ready");
+        assert_eq!(line.trim(), "ready", "backend did not start");
+        child
+    }
+
+    /// Scrapes xlb's metrics endpoint from inside the xlb namespace.
+    pub fn scrape(&self) -> String {
+        self.ns_output("lb", "curl", &["-sf", "http://127.0.0.1:9781/metrics"])
+    }
+
     /// A command run inside namespace `short` (`cl`, `lb`, `b1`, ...).
     pub fn ns_command(&self, short: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new("ip");
