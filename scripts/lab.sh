@@ -74,6 +74,12 @@ for n in 1 2 3; do
   tcpdump -n -r "$WORK/b$n.pcap" 2>/dev/null | sed -E 's/^[0-9:.]+ IP //; s/, length.*//' | sort | uniq -c | sed 's/^/   /' || true
 done
 
+echo "== xlb's metrics endpoint (per backend, non-zero drops)"
+ip netns exec "${P}lb" curl -sf http://127.0.0.1:9781/metrics |
+  grep -E '^xlb_(backend_packets_total|drops_total|sctp_associations|nat_sessions|reloads_total)' | grep -v ' 0$' || true
+echo "== xlb stats (the live view, one refresh)"
+ip netns exec "${P}lb" "$XLB" stats --interval 0.5 --count 2 | tail -n +1
+
 echo "== xlb counters at shutdown"
 kill -TERM "$XLB_PID"
 wait "$XLB_PID" && echo "xlb exited 0"

@@ -13,6 +13,9 @@ fi
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
-# Release: the tests drive the binary that ships. Benches run once each, as tests.
-cargo test --release --locked --all-targets
-cargo test --release --locked --doc
+# Benches run once each, as tests. The dev profile is optimised (Cargo.toml).
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked --all-targets 2>&1 | tee "$log"
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

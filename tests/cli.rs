@@ -230,3 +230,18 @@ fn run_without_capabilities_says_which_are_missing() {
         "{message}"
     );
 }
+
+#[test]
+fn run_refuses_more_queues_than_the_interface_has() {
+    // `lo` has one queue.
+    let table = TABLE.replace("[{ name: eth0 }]", "[{ name: lo, queues: [3] }]");
+    let path = scratch("queues.yaml", &table);
+    let out = xlb(&["run", "-c", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let message = text(&out);
+    assert!(
+        message.contains("interface lo: has 1 queue(s) but the config asks for queue 3")
+            || message.contains("CAP_"),
+        "{message}"
+    );
+}

@@ -279,6 +279,43 @@ mod tests {
     }
 
     #[test]
+    fn a_draining_backend_keeps_its_flows_and_gets_no_new_ones() {
+        let timeouts = FlowTimeouts {
+            tcp_idle_ms: 60_000,
+            udp_idle_ms: 60_000,
+            sctp_idle_ms: 60_000,
+            tcp_closing_ms: 1_000,
+        };
+        let mut balancer = Balancer::new(8192, timeouts);
+        let gen1 = build(&["b1", "b2", "b3"], 1, None);
+        let all = flows();
+        let (tracked, fresh) = all.split_at(1000);
+        let first: Vec<String> = tracked
+            .iter()
+            .map(|(key, hash)| {
+                backend_name(&gen1, balancer.decide_flow(&gen1, 0, key, *hash, 0, 1))
+            })
+            .collect();
+        let mut drained = table(&["b1", "b2", "b3"]);
+        drained.services[0].backends[1].state = config::BackendState::Drain;
+        let resolver = StaticResolver {
+            port_macs: vec![[0; 6]],
+            egress: 0,
+        };
+        let gen2 =
+            Snapshot::build(&drained, 2, Some(&gen1), &resolver, &DownBackends::new()).unwrap();
+        for ((key, hash), before) in tracked.iter().zip(&first) {
+            let now = backend_name(&gen2, balancer.decide_flow(&gen2, 0, key, *hash, 0, 2));
+            assert_eq!(&now, before, "a tracked flow left its (draining) backend");
+        }
+        for (key, hash) in fresh {
+            let now = backend_name(&gen2, balancer.decide_flow(&gen2, 0, key, *hash, 0, 2));
+            assert_ne!(now, "b2", "a new flow went to the draining backend");
+        }
+        assert!(first.iter().any(|b| b == "b2"));
+    }
+
+    #[test]
     fn backend_ids_survive_reloads_and_are_not_reused_at_once() {
         let gen1 = build(&["b1", "b2", "b3"], 1, None);
         let gen2 = build(&["b1", "b3", "b4"], 2, Some(&gen1));
