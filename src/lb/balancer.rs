@@ -50,7 +50,7 @@ impl Balancer {
         }
     }
 
-    /// Prefetches the flow bucket of the next packet.
+    /// Starts loading a flow's bucket, a batch ahead of its lookup.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         self.flows.prefetch(hash);

@@ -113,7 +113,7 @@ fn packed_address(addr: &IpAddr) -> ([u8; 16], bool) {
     }
 }
 
-/// One tracked flow: 56 bytes.
+/// One tracked flow: 44 bytes.
 #[derive(Debug, Clone, Copy)]
 #[repr(C)]
 struct FlowEntry {
@@ -121,20 +121,25 @@ struct FlowEntry {
     /// Set by a TCP FIN or RST: the entry then lives `tcp_closing_ms` after its last packet.
     closing: bool,
     value: u32,
-    last_seen_ms: u64,
 }
 
-/// Eight ways: the tags first (one half cache line, what `prefetch` brings in), then the entries.
+/// Eight ways: tags and deadlines first (the first cache line and a half), then the
+/// entries. Expiry and LRU choices read only the deadlines, so a full bucket's eviction
+/// touches two lines, not nine.
 #[derive(Debug, Clone, Copy)]
-#[repr(C, align(32))]
+#[repr(C, align(64))]
 struct Bucket {
     tags: [u32; WAYS],
+    /// When each way's flow expires (`now_ms` units); the smallest is the least recently
+    /// used among flows of one protocol.
+    deadlines: [u64; WAYS],
     entries: [FlowEntry; WAYS],
 }
 
 impl Bucket {
     const EMPTY: Bucket = Bucket {
         tags: [EMPTY_TAG; WAYS],
+        deadlines: [0; WAYS],
         entries: [FlowEntry {
             key: PackedKey {
                 vip: [0; 16],
@@ -146,7 +151,6 @@ impl Bucket {
             },
             closing: false,
             value: 0,
-            last_seen_ms: 0,
         }; WAYS],
     };
 
@@ -210,31 +214,32 @@ impl FlowTable {
         }
     }
 
-    /// An entry is expired once `now - last_seen` reaches its idle limit.
+    /// Marks way `way` of bucket `index` as seen at `now_ms`.
     #[inline]
-    fn is_expired(&self, entry: &FlowEntry, now_ms: u64) -> bool {
-        now_ms.saturating_sub(entry.last_seen_ms) >= self.idle_limit(entry)
+    fn touch(&mut self, index: usize, way: usize, now_ms: u64) {
+        let limit = self.idle_limit(&self.buckets[index].entries[way]);
+        self.buckets[index].deadlines[way] = now_ms.saturating_add(limit);
     }
 
-    /// Brings the bucket of `hash` towards the cache one packet ahead of its lookup (VPP's lb
-    /// node does the same). It reads the bucket's tag line: `unsafe` prefetch instructions are
-    /// kept out of `lb`, and an unused load lets the CPU overlap the miss with the current packet.
+    /// Starts loading the bucket of `hash` (its tags and deadlines) without waiting, a
+    /// batch ahead of its lookup (VPP's lb node, DPDK l3fwd).
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         if let Some(bucket) = self.buckets.get(self.bucket_index(hash)) {
-            std::hint::black_box(bucket.tags[0]);
+            crate::xsk::prefetch(&bucket.tags);
+            crate::xsk::prefetch(&bucket.deadlines[WAYS - 1]);
         }
     }
 
     /// Second prefetch stage, for a batch whose tag lines [`FlowTable::prefetch`] already
-    /// brought in: reads the bucket's tags and touches the entry whose tag matches, so the
-    /// lookup's key compare does not wait on a second memory access.
+    /// brought in: reads the bucket's tags and starts loading the entry whose tag matches,
+    /// so the lookup's key compare does not wait on a second memory access.
     #[inline]
     pub fn prefetch_entry(&self, hash: u64) {
         if let Some(bucket) = self.buckets.get(self.bucket_index(hash)) {
             let tag = tag_of(hash);
             if let Some(way) = bucket.tags.iter().position(|&t| t == tag) {
-                std::hint::black_box(bucket.entries[way].last_seen_ms);
+                crate::xsk::prefetch(&bucket.entries[way]);
             }
         }
     }
@@ -244,7 +249,7 @@ impl FlowTable {
     fn find_live(&mut self, key: &FlowKey, hash: u64, now_ms: u64) -> Option<(usize, usize)> {
         let index = self.bucket_index(hash);
         let way = self.buckets[index].find(tag_of(hash), &PackedKey::new(key))?;
-        if self.is_expired(&self.buckets[index].entries[way], now_ms) {
+        if now_ms >= self.buckets[index].deadlines[way] {
             self.buckets[index].tags[way] = EMPTY_TAG;
             self.len -= 1;
             self.stats.expirations += 1;
@@ -258,9 +263,8 @@ impl FlowTable {
     #[inline]
     pub fn lookup(&mut self, key: &FlowKey, hash: u64, now_ms: u64) -> Option<u32> {
         let (index, way) = self.find_live(key, hash, now_ms)?;
-        let entry = &mut self.buckets[index].entries[way];
-        entry.last_seen_ms = now_ms;
-        Some(entry.value)
+        self.touch(index, way, now_ms);
+        Some(self.buckets[index].entries[way].value)
     }
 
     /// Records `key -> value` seen at `now_ms`. Takes, in order: the flow's own way, a free way,
@@ -273,11 +277,11 @@ impl FlowTable {
             key: packed,
             closing: false,
             value,
-            last_seen_ms: now_ms,
         };
         if let Some(way) = self.buckets[index].find(tag, &packed) {
-            let expired = self.is_expired(&self.buckets[index].entries[way], now_ms);
+            let expired = now_ms >= self.buckets[index].deadlines[way];
             self.buckets[index].entries[way] = fresh;
+            self.touch(index, way, now_ms);
             if !expired {
                 return Insert::Replaced;
             }
@@ -288,7 +292,7 @@ impl FlowTable {
 
         let bucket = &self.buckets[index];
         let free = bucket.tags.iter().position(|&t| t == EMPTY_TAG);
-        let expired = || (0..WAYS).find(|&way| self.is_expired(&bucket.entries[way], now_ms));
+        let expired = || (0..WAYS).find(|&way| now_ms >= bucket.deadlines[way]);
         let (way, outcome) = if let Some(way) = free {
             self.len += 1;
             (way, Insert::New)
@@ -297,7 +301,7 @@ impl FlowTable {
             (way, Insert::New)
         } else {
             let oldest = (0..WAYS)
-                .min_by_key(|&way| bucket.entries[way].last_seen_ms)
+                .min_by_key(|&way| bucket.deadlines[way])
                 .unwrap_or(0);
             self.stats.evictions += 1;
             (oldest, Insert::EvictedLru)
@@ -306,6 +310,7 @@ impl FlowTable {
         let bucket = &mut self.buckets[index];
         bucket.tags[way] = tag;
         bucket.entries[way] = fresh;
+        self.touch(index, way, now_ms);
         outcome
     }
 
@@ -315,9 +320,8 @@ impl FlowTable {
         let Some((index, way)) = self.find_live(key, hash, now_ms) else {
             return false;
         };
-        let entry = &mut self.buckets[index].entries[way];
-        entry.value = value;
-        entry.last_seen_ms = now_ms;
+        self.buckets[index].entries[way].value = value;
+        self.touch(index, way, now_ms);
         self.stats.reselections += 1;
         true
     }
@@ -329,9 +333,8 @@ impl FlowTable {
         let Some((index, way)) = self.find_live(key, hash, now_ms) else {
             return false;
         };
-        let entry = &mut self.buckets[index].entries[way];
-        entry.closing = true;
-        entry.last_seen_ms = now_ms;
+        self.buckets[index].entries[way].closing = true;
+        self.touch(index, way, now_ms);
         true
     }
 
@@ -395,9 +398,9 @@ mod tests {
 
     #[test]
     fn entry_fits_64_bytes_including_overhead() {
-        assert_eq!(std::mem::size_of::<FlowEntry>(), 56);
+        assert_eq!(std::mem::size_of::<FlowEntry>(), 44);
         assert!(std::mem::size_of::<Bucket>() / WAYS <= 64);
-        assert_eq!(std::mem::size_of::<Bucket>(), 480);
+        assert_eq!(std::mem::size_of::<Bucket>(), 448);
     }
 
     #[test]

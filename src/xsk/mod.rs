@@ -10,12 +10,14 @@
 mod error;
 mod memory;
 mod ports;
+mod prefetch;
 mod program;
 mod sys;
 
 pub use error::XskError;
 pub use memory::MemoryPorts;
 pub use ports::{SocketSpec, XskPorts, FRAME_SIZE};
+pub use prefetch::prefetch;
 pub use program::{AttachedMode, SteeringProgram, XdpMode};
 pub use sys::enter_network_namespace;
 
