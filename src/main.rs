@@ -61,6 +61,8 @@ enum Command {
     },
     /// Print the JSON Schema of the service table, for editors.
     Schema,
+    /// Generate traffic over AF_XDP and/or receive it: rates, loss, latency.
+    Pktgen(xlb::pktgen::PktgenArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -135,6 +137,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Schema => println!("{}", config::json_schema()),
+        Command::Pktgen(args) => {
+            xlb::pktgen::run(&args)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
