@@ -504,6 +504,7 @@ fn receive_only(args: &PktgenArgs, stops: &Stops) -> Result<PktgenReport, Pktgen
         &mut program,
     )?;
     let count = receivers.len() as u32;
+    tracing::info!(interface = %args.iface, queues = count, "pktgen receiver ready");
     let progress: Arc<Vec<Progress>> =
         Arc::new((0..receivers.len()).map(|_| Progress::default()).collect());
     let started = monotonic_ns();
