@@ -192,6 +192,8 @@ pub enum PktgenError {
 struct Progress {
     sent: AtomicU64,
     received: AtomicU64,
+    /// The sender has stopped sending (it may still be receiving).
+    done_sending: AtomicBool,
 }
 
 /// Flags that stop the threads.
@@ -438,7 +440,7 @@ fn send(args: &PktgenArgs, stops: &Stops) -> Result<PktgenReport, PktgenError> {
         }));
     }
 
-    show_progress(args, &progress, &sender_threads, &stops.send);
+    show_progress(args, &progress, sender_threads.len(), &stops.send);
     stops.send.store(true, Ordering::Relaxed);
     if args.rx.is_some() {
         thread::sleep(Duration::from_secs_f64(args.linger));
@@ -687,6 +689,7 @@ fn sender(
         port.transmit(0, |_| 0);
         std::hint::spin_loop();
     }
+    progress.done_sending.store(true, Ordering::Release);
     if let (Some(rx), Some(done)) = (rx.as_mut(), shared_rx) {
         while !done.load(Ordering::Relaxed) {
             if receive_batch(&mut port, args.batch, rx) == 0 {
@@ -731,16 +734,15 @@ fn send_setup(port: &mut TrafficPort, writer: &FrameWriter, streams: u16) -> u64
     next as u64
 }
 
-/// Prints a progress line a second until every sender thread has finished.
-fn show_progress(
-    args: &PktgenArgs,
-    progress: &[Progress],
-    senders: &[thread::JoinHandle<SenderResult>],
-    stop: &AtomicBool,
-) {
+/// Prints a progress line a second until every sender (the first `senders` entries
+/// of `progress`) stopped sending.
+fn show_progress(args: &PktgenArgs, progress: &[Progress], senders: usize, stop: &AtomicBool) {
     let started = monotonic_ns();
     let (mut last_ns, mut last_sent, mut last_received) = (started, 0u64, 0u64);
-    while !senders.iter().all(|h| h.is_finished()) {
+    while !progress[..senders]
+        .iter()
+        .all(|p| p.done_sending.load(Ordering::Acquire))
+    {
         thread::sleep(Duration::from_millis(50));
         if stop.load(Ordering::Relaxed) || args.quiet {
             continue;
