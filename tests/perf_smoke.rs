@@ -3,14 +3,22 @@
 //! `xlb`, and fails unless every case moves packets and the result files are well
 //! formed. No timing is asserted.
 
-#[path = "support/netns.rs"]
-mod netns;
-
 use std::process::Command;
+
+/// Panics with a clear message unless the test runs as root.
+fn require_root() {
+    let uid = Command::new("id").arg("-u").output().expect("run `id -u`");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "the perf smoke run needs root (network namespaces, XDP, AF_XDP): run it as root, \
+         e.g. `sudo -E cargo test --test perf_smoke`"
+    );
+}
 
 #[test]
 fn perf_harness_smoke_run_moves_packets_in_every_case() {
-    netns::require_root();
+    require_root();
     let out_dir = std::env::temp_dir().join(format!("xlb-perf-smoke-{}", std::process::id()));
     let out = Command::new("perf/run.sh")
         .args(["--smoke", "--out"])
