@@ -73,6 +73,8 @@ enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Generate traffic over AF_XDP and/or receive it: rates, loss, latency.
+    Pktgen(xlb::pktgen::PktgenArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -155,6 +157,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let interval = std::time::Duration::try_from_secs_f64(interval)?;
             xlb::control::stats::run_stats(&url, interval, count, &mut std::io::stdout())?;
+        }
+        Command::Pktgen(args) => {
+            xlb::pktgen::run(&args)?;
         }
     }
     Ok(ExitCode::SUCCESS)

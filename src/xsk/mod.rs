@@ -1,7 +1,8 @@
 //! AF_XDP ports: the XDP steering program and its maps (`program`), one worker's
-//! AF_XDP sockets over a shared UMEM (`ports`), and an in-memory port with the same
-//! batch contract for tests and benches (`memory`). All of the crate's `unsafe` lives
-//! in this module.
+//! AF_XDP sockets over a shared UMEM (`ports`), an in-memory port with the same batch
+//! contract for tests and benches (`memory`), and a socket that sends and receives
+//! frames outside the pipeline, for the packet generator (`traffic`). All of the
+//! crate's `unsafe` lives in this module.
 //!
 //! Every port type runs the same per-batch contract: pull up to `max` frames, hand
 //! them to the pipeline as `PacketBuf`s with all-`Pending` verdicts, then transmit
@@ -13,6 +14,7 @@ mod ports;
 mod prefetch;
 mod program;
 mod sys;
+mod traffic;
 
 pub use error::XskError;
 pub use memory::MemoryPorts;
@@ -20,6 +22,7 @@ pub use ports::{SocketSpec, XskPorts, FRAME_SIZE};
 pub use prefetch::prefetch;
 pub use program::{AttachedMode, SteeringProgram, XdpMode};
 pub use sys::enter_network_namespace;
+pub use traffic::{monotonic_ns, TrafficPort};
 
 use crate::pipeline::batch::PacketBuf;
 use crate::pipeline::verdict::{PortId, Verdict};
@@ -78,4 +81,5 @@ const _: () = {
     let _ = assert_send::<XskPorts>;
     let _ = assert_send::<SteeringProgram>;
     let _ = assert_send::<MemoryPorts>;
+    let _ = assert_send::<TrafficPort>;
 };

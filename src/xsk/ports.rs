@@ -403,7 +403,11 @@ fn egress_table(sockets: &[PortSocket], ingress: usize) -> Vec<Option<usize>> {
         .collect()
 }
 
-fn check_spec(spec: &SocketSpec, earlier: &[SocketSpec], frame_count: u32) -> Result<(), XskError> {
+pub(super) fn check_spec(
+    spec: &SocketSpec,
+    earlier: &[SocketSpec],
+    frame_count: u32,
+) -> Result<(), XskError> {
     let invalid = |reason: String| XskError::InvalidSetting {
         ifname: spec.ifname.clone(),
         queue: spec.queue,
@@ -521,7 +525,7 @@ fn open_socket(
     Err(bind_error(spec, err))
 }
 
-type Bound = (RxQueue, TxQueue, FillQueue, CompQueue);
+pub(super) type Bound = (RxQueue, TxQueue, FillQueue, CompQueue);
 
 fn finish(spec: &SocketSpec, bound: Bound, umem: usize, pool: &UmemPool) -> PortSocket {
     let (rx, tx, fill, comp) = bound;
@@ -541,7 +545,7 @@ fn finish(spec: &SocketSpec, bound: Bound, umem: usize, pool: &UmemPool) -> Port
     }
 }
 
-fn socket_mode(spec: &SocketSpec, fd: RawFd) -> Result<SocketMode, XskError> {
+pub(super) fn socket_mode(spec: &SocketSpec, fd: RawFd) -> Result<SocketMode, XskError> {
     match socket_is_zero_copy(fd) {
         Ok(true) => Ok(SocketMode::ZeroCopy),
         Ok(false) => Ok(SocketMode::Copy),
@@ -554,7 +558,10 @@ fn socket_mode(spec: &SocketSpec, fd: RawFd) -> Result<SocketMode, XskError> {
     }
 }
 
-fn new_umem(spec: &SocketSpec, frame_count: u32) -> Result<(Umem, Vec<FrameDesc>), XskError> {
+pub(super) fn new_umem(
+    spec: &SocketSpec,
+    frame_count: u32,
+) -> Result<(Umem, Vec<FrameDesc>), XskError> {
     let umem_error = |source: io::Error| XskError::Socket {
         ifname: spec.ifname.clone(),
         queue: spec.queue,
@@ -577,7 +584,7 @@ fn new_umem(spec: &SocketSpec, frame_count: u32) -> Result<(Umem, Vec<FrameDesc>
 }
 
 /// Creates and binds the socket, retrying while the queue answers EBUSY.
-fn bind(spec: &SocketSpec, umem: &Umem, flags: BindFlags) -> io::Result<Bound> {
+pub(super) fn bind(spec: &SocketSpec, umem: &Umem, flags: BindFlags) -> io::Result<Bound> {
     let ring = QueueSize::new(spec.ring_size)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let config = SocketConfig::builder()
@@ -628,11 +635,11 @@ fn error_cause(err: &(dyn std::error::Error + 'static)) -> io::Error {
 }
 
 /// Errors that another UMEM or bind mode will not fix.
-fn is_fatal(err: &io::Error) -> bool {
+pub(super) fn is_fatal(err: &io::Error) -> bool {
     is_permission_error(err) || matches!(err.raw_os_error(), Some(libc::EBUSY) | Some(libc::ENODEV))
 }
 
-fn bind_error(spec: &SocketSpec, err: io::Error) -> XskError {
+pub(super) fn bind_error(spec: &SocketSpec, err: io::Error) -> XskError {
     let ifname = spec.ifname.clone();
     if is_permission_error(&err) {
         return XskError::PermissionDenied {

@@ -1,0 +1,54 @@
+//! The perf harness's smoke run, as root: `perf/run.sh --smoke` builds the generator ->
+//! device under test -> sink namespaces, runs a few seconds per case with this build's
+//! `xlb`, and fails unless every case moves packets and the result files are well
+//! formed. No timing is asserted.
+
+use std::process::Command;
+
+/// Panics with a clear message unless the test runs as root.
+fn require_root() {
+    let uid = Command::new("id").arg("-u").output().expect("run `id -u`");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "the perf smoke run needs root (network namespaces, XDP, AF_XDP): run it as root, \
+         e.g. `sudo -E cargo test --test perf_smoke`"
+    );
+}
+
+#[test]
+fn perf_harness_smoke_run_moves_packets_in_every_case() {
+    require_root();
+    let out_dir = std::env::temp_dir().join(format!("xlb-perf-smoke-{}", std::process::id()));
+    let out = Command::new("perf/run.sh")
+        .args(["--smoke", "--out"])
+        .arg(&out_dir)
+        .env("XLB_BIN", env!("CARGO_BIN_EXE_xlb"))
+        .env("PERF_PREFIX", format!("xps{}", std::process::id()))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run perf/run.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "perf/run.sh --smoke failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("moved packets; result files are well formed"),
+        "{stdout}"
+    );
+    let results = std::fs::read_to_string(out_dir.join("results.json")).expect("results.json");
+    let results: serde_json::Value = serde_json::from_str(&results).expect("results.json is JSON");
+    let cases = results["cases"].as_array().expect("a list of cases");
+    assert!(cases.len() >= 7, "{results}");
+    for case in cases {
+        let rate = case["rate_pps"]["median"].as_f64().unwrap_or(0.0);
+        assert!(rate > 0.0, "{} moved no packets", case["case"]);
+    }
+    let markdown = std::fs::read_to_string(out_dir.join("results.md")).expect("results.md");
+    assert!(markdown.contains("| xlb-l4lb-dsr/udp/w1 |"), "{markdown}");
+    let svg = std::fs::read_to_string(out_dir.join("mpps.svg")).expect("mpps.svg");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
