@@ -2,8 +2,9 @@
 # The namespace lab: one L2 segment (a bridge in its own namespace) joining a client,
 # the xlb node and three backends. Only 198.18.0.0/15 and 2001:db8::/32 are used.
 #
-#   netns.sh up PREFIX [QUEUES]   build it (QUEUES: rx/tx queues of xlb's veth, default 1)
-#   netns.sh down PREFIX          remove it
+#   netns.sh up PREFIX [QUEUES] [split]   build it (QUEUES: rx/tx queues of xlb's veths,
+#                                         default 1; split: see below)
+#   netns.sh down PREFIX                  remove it
 #
 # Namespaces: ${PREFIX}sw (bridge), ${PREFIX}cl (client), ${PREFIX}lb (xlb node, eth0),
 # ${PREFIX}b1..b3 (backends). Addresses:
@@ -14,11 +15,17 @@
 # 2001:db8:100::/48 are routed via xlb. DSR backends hold every VIP on lo and never
 # answer ARP/NDP for it. Interface MACs are fixed so tests can name them:
 # xlb 02:00:00:00:00:02, client 02:00:00:00:00:10, backend N 02:00:00:00:01:1N.
+#
+# split: two segments, client-facing and backend-facing. The backends sit on a second
+# bridge (br1) at 198.19.1.1N/16 with no route to the clients, and xlb has a second
+# interface there, eth1 198.19.0.2/16 (02:00:00:00:00:03): frames cross xlb's two
+# interfaces in both directions (NAT).
 set -euo pipefail
 
-cmd=${1:?usage: netns.sh up|down PREFIX [QUEUES]}
-p=${2:?usage: netns.sh up|down PREFIX [QUEUES]}
+cmd=${1:?usage: netns.sh up|down PREFIX [QUEUES] [split]}
+p=${2:?usage: netns.sh up|down PREFIX [QUEUES] [split]}
 queues=${3:-1}
+split=${4:-}
 
 VIPS4=(198.18.100.10 198.18.100.20 198.18.101.20)
 VIPS6=(2001:db8:100::10)
@@ -32,14 +39,16 @@ down() {
   done
 }
 
-# attach SHORT MAC [ip-link args]: eth0 of namespace ${p}SHORT, cabled to the bridge.
+# attach SHORT MAC [ip-link args]: eth0 of namespace ${p}SHORT, cabled to bridge $BRIDGE
+# (br0 unless set); IF names the interface (eth0 unless set).
 attach() {
   local short=$1 mac=$2; shift 2
-  ip link add eth0 netns "${p}$short" address "$mac" "$@" type veth peer name "$short" netns "${p}sw" "$@"
-  nsx "${p}sw" ip link set "$short" master br0 up
+  local ifname=${IF:-eth0} bridge=${BRIDGE:-br0} peer="$short${IF:+-$IF}"
+  ip link add "$ifname" netns "${p}$short" address "$mac" "$@" type veth peer name "$peer" netns "${p}sw" "$@"
+  nsx "${p}sw" ip link set "$peer" master "$bridge" up
   # A veth hands AF_XDP frames with checksums left to offload; finish them in software.
-  nsx "${p}$short" ethtool -K eth0 tx off >/dev/null
-  nsx "${p}$short" ip link set eth0 up
+  nsx "${p}$short" ethtool -K "$ifname" tx off >/dev/null
+  nsx "${p}$short" ip link set "$ifname" up
   nsx "${p}$short" ip link set lo up
 }
 
@@ -48,6 +57,8 @@ up() {
   for ns in sw cl lb b1 b2 b3; do ip netns add "${p}$ns"; done
   nsx "${p}sw" ip link add br0 type bridge
   nsx "${p}sw" ip link set br0 up
+  nsx "${p}sw" ip link add br1 type bridge
+  nsx "${p}sw" ip link set br1 up
   nsx "${p}sw" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
 
   attach cl 02:00:00:00:00:10
@@ -60,9 +71,18 @@ up() {
   attach lb 02:00:00:00:00:02 numrxqueues "$queues" numtxqueues "$queues"
   nsx "${p}lb" ip addr add 198.18.0.2/16 dev eth0
   nsx "${p}lb" ip addr add 2001:db8::2/64 dev eth0 nodad
+  if [[ $split == split ]]; then
+    IF=eth1 BRIDGE=br1 attach lb 02:00:00:00:00:03 numrxqueues "$queues" numtxqueues "$queues"
+    nsx "${p}lb" ip addr add 198.19.0.2/16 dev eth1
+  fi
 
   for n in 1 2 3; do
     local ns="${p}b$n"
+    if [[ $split == split ]]; then
+      BRIDGE=br1 attach "b$n" "02:00:00:00:01:1$n"
+      nsx "$ns" ip addr add "198.19.1.1$n/16" dev eth0
+      continue
+    fi
     attach "b$n" "02:00:00:00:01:1$n"
     nsx "$ns" ip addr add "198.18.1.1$n/16" dev eth0
     nsx "$ns" ip addr add "2001:db8::1:1$n/64" dev eth0 nodad
@@ -77,5 +97,5 @@ up() {
 case "$cmd" in
   up) up ;;
   down) down ;;
-  *) echo "usage: netns.sh up|down PREFIX [QUEUES]" >&2; exit 2 ;;
+  *) echo "usage: netns.sh up|down PREFIX [QUEUES] [split]" >&2; exit 2 ;;
 esac

@@ -385,3 +385,33 @@ fn xdp_program_is_detached_after_sigterm_and_after_sigkill() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_no_xdp(&lab);
 }
+
+#[test]
+fn two_interfaces_carry_nat_traffic_across_in_both_directions() {
+    let mut lab = Lab::up_split("split", 1);
+    lab.start_xlb(
+        r#"version: 1
+dataplane:
+  interfaces: [{ name: eth0 }, { name: eth1 }]
+  nat: { addresses: [198.19.0.3], port_range: [20000, 40000] }
+services:
+  - name: web-nat
+    vips: [198.18.100.30]
+    protocol: tcp
+    ports: [8080]
+    forwarding: nat
+    backends: &backends
+      - { name: b1, address: 198.19.1.11 }
+      - { name: b2, address: 198.19.1.12 }
+      - { name: b3, address: 198.19.1.13 }
+  - { name: dns-nat, vips: [198.18.100.30], protocol: udp, ports: [5353], forwarding: nat, backends: *backends }
+"#,
+    );
+    // The backends have no route to the clients: every answer crosses xlb twice.
+    let tcp = lab.client("tcp", "198.18.100.30", 8080, 150, &client_sources(false));
+    assert_eq!(tcp.failed, 0, "{tcp:?}\n{}", lab.log());
+    assert_eq!(tcp.answers.len(), 3, "{tcp:?}");
+    let udp = lab.client("udp", "198.18.100.30", 5353, 100, &client_sources(false));
+    assert_eq!(udp.failed, 0, "{udp:?}");
+    assert!(lab.stop_xlb().success());
+}

@@ -71,6 +71,15 @@ impl Lab {
     /// Builds the lab with `queues` queues on xlb's interface and starts the backends'
     /// TCP (80, 8080) and UDP (53) servers.
     pub fn up(name: &str, queues: u32) -> Lab {
+        Lab::build(name, queues, false)
+    }
+
+    /// The split lab: backends on a second segment behind xlb's `eth1` (scripts/netns.sh).
+    pub fn up_split(name: &str, queues: u32) -> Lab {
+        Lab::build(name, queues, true)
+    }
+
+    fn build(name: &str, queues: u32, split: bool) -> Lab {
         require_root();
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let prefix = format!(
@@ -82,7 +91,12 @@ impl Lab {
         let work = std::env::temp_dir().join(format!("xlb-e2e-{prefix}"));
         std::fs::create_dir_all(&work).expect("scratch dir");
         let status = Command::new(repo().join("scripts/netns.sh"))
-            .args(["up", &prefix, &queues.to_string()])
+            .args([
+                "up",
+                &prefix,
+                &queues.to_string(),
+                if split { "split" } else { "" },
+            ])
             .status()
             .expect("run scripts/netns.sh");
         assert!(status.success(), "scripts/netns.sh up {prefix} failed");
