@@ -9,7 +9,6 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -26,20 +25,17 @@ use crate::control::metrics::{
     self, MetricsServer, MetricsSources, ReloadCounters, TableCapacities,
 };
 use crate::control::resolver::{KernelResolver, Unresolved};
-use crate::lb::balancer::Balancer;
 use crate::lb::flow::FlowTimeouts;
 use crate::lb::nat::{NatConfig, NatSessionTable};
 use crate::lb::sctp::{SctpAssociationTable, SctpConfig};
 use crate::lb::snapshot::{DownBackends, NextHopResolver, Snapshot, SnapshotError};
 use crate::pipeline::loader::{self, PipelineError};
 use crate::pipeline::stage::SharedTables;
-use crate::pipeline::verdict::DropReason;
-use crate::pipeline::{WorkerCounters, WorkerState};
 use crate::runtime::capabilities;
 use crate::runtime::plan::{self, PlanInterface, WorkerAssignment, WorkerChoice, WorkerPlan};
 use crate::runtime::topology::Topology;
-use crate::runtime::worker::{self, LoopInputs, WorkerStats};
-use crate::xsk::{self, SocketSpec, SteeringProgram, XskError, XskPorts};
+use crate::runtime::worker::{CounterSummary, WorkerJob, WorkerStats};
+use crate::xsk::{self, SocketSpec, SteeringProgram, XskError};
 
 /// How long a missing neighbour entry is probed for at start and on reload.
 const RESOLVE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -494,52 +490,6 @@ impl Dataplane {
     }
 }
 
-/// A worker's counters as plain numbers, for the exit log.
-#[derive(Default)]
-struct CounterSummary {
-    rx_packets: u64,
-    tx_packets: u64,
-    new_flows: u64,
-    drops: [u64; DropReason::COUNT],
-}
-
-impl CounterSummary {
-    fn of(stats: &WorkerStats) -> Self {
-        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        CounterSummary {
-            rx_packets: get(&stats.rx_packets),
-            tx_packets: get(&stats.tx_packets),
-            new_flows: get(&stats.new_flows),
-            drops: std::array::from_fn(|i| get(&stats.drops[i])),
-        }
-    }
-
-    fn add(&mut self, other: &Self) {
-        self.rx_packets += other.rx_packets;
-        self.tx_packets += other.tx_packets;
-        self.new_flows += other.new_flows;
-        for (a, b) in self.drops.iter_mut().zip(other.drops) {
-            *a += b;
-        }
-    }
-}
-
-impl std::fmt::Display for CounterSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "rx_packets={} tx_packets={} new_flows={}",
-            self.rx_packets, self.tx_packets, self.new_flows
-        )?;
-        for (reason, count) in DropReason::ALL.iter().zip(self.drops) {
-            if count > 0 {
-                write!(f, " drop_{}={count}", reason.name())?;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Runs the dataplane until SIGTERM or SIGINT; SIGHUP reloads the config file.
 pub fn run(config_path: &Path) -> Result<(), RunError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -577,79 +527,6 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
     info!("stopping");
     dataplane.shutdown();
     Ok(())
-}
-
-/// One worker's start-up parameters, moved into its thread.
-struct WorkerJob {
-    assignment: WorkerAssignment,
-    specs: Vec<SocketSpec>,
-    frames: u32,
-    flows: usize,
-    timeouts: FlowTimeouts,
-    pipeline: String,
-    batch_size: usize,
-    idle: config::IdlePolicy,
-    snapshot: Arc<ArcSwap<Snapshot>>,
-    shared: Arc<SharedTables>,
-    stop: Arc<AtomicBool>,
-    stats: Arc<WorkerStats>,
-    epoch: Instant,
-}
-
-/// What a worker reports once its sockets are open: (interface, queue, fd).
-type OpenedSockets = Result<Vec<(String, u32, RawFd)>, String>;
-
-impl WorkerJob {
-    fn run(self, ready: mpsc::Sender<OpenedSockets>) {
-        if !core_affinity::set_for_current(core_affinity::CoreId {
-            id: self.assignment.cpu,
-        }) {
-            warn!(
-                cpu = self.assignment.cpu,
-                "could not pin worker; running unpinned"
-            );
-        }
-        // Allocated after pinning, so first touch puts them on this worker's node.
-        let mut ports = match XskPorts::open(&self.specs, self.frames) {
-            Ok(ports) => ports,
-            Err(e) => {
-                let _ = ready.send(Err(e.to_string()));
-                return;
-            }
-        };
-        let mut pipeline = match loader::load(&self.pipeline) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = ready.send(Err(e.to_string()));
-                return;
-            }
-        };
-        let mut state = WorkerState {
-            balancer: Balancer::new(self.flows, self.timeouts),
-            counters: WorkerCounters::default(),
-        };
-        if ready.send(Ok(ports.socket_fds())).is_err() {
-            return;
-        }
-        let inputs = LoopInputs {
-            snapshots: &self.snapshot,
-            shared: &self.shared,
-            stop: &self.stop,
-            epoch: self.epoch,
-            batch_size: self.batch_size,
-            idle: self.idle,
-        };
-        let queues = self.specs.len();
-        worker::run_loop(
-            &mut ports,
-            queues,
-            &mut pipeline,
-            &mut state,
-            &inputs,
-            &self.stats,
-            |p| p.poll_wait(1),
-        );
-    }
 }
 
 /// Builds a snapshot on a thread pinned to `cpu`, so its tables land on that node.

@@ -1,18 +1,29 @@
-//! The pinned worker loop: per batch, load the snapshot, read the clock, pull frames
-//! from each of the worker's queues, run the pipeline, and let the ports transmit and
-//! recycle. Counters are published once per batch for the metrics endpoint.
+//! The pinned worker: it pins itself, allocates its sockets, UMEM and flow table (so
+//! they land on its NUMA node), then loops: per batch, load the snapshot, read the
+//! clock, pull frames from each of its queues, run the pipeline, and let the ports
+//! transmit and recycle. Counters are published for the metrics endpoint.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
-use crate::config::IdlePolicy;
+use std::os::fd::RawFd;
+use std::sync::{mpsc, Arc};
+
+use crate::config::{self, IdlePolicy};
+use crate::lb::balancer::Balancer;
+use crate::lb::flow::FlowTimeouts;
 use crate::lb::snapshot::{Snapshot, MAX_BACKENDS};
+use crate::pipeline::loader;
 use crate::pipeline::stage::{Context, SharedTables};
 use crate::pipeline::verdict::DropReason;
+use crate::pipeline::WorkerCounters;
 use crate::pipeline::{Pipeline, WorkerState};
+use crate::runtime::plan::WorkerAssignment;
 use crate::xsk::{BatchPorts, BatchStats};
+use crate::xsk::{SocketSpec, XskPorts};
+use tracing::warn;
 
 /// Empty rounds in a row before an adaptive worker sleeps in `poll()`.
 const SPINS_BEFORE_SLEEP: u32 = 256;
@@ -203,4 +214,126 @@ pub fn run_loop<P: BatchPorts>(
         }
     }
     stats.publish(state, &ring);
+}
+
+/// A worker's counters as plain numbers, for the exit log.
+#[derive(Default)]
+pub struct CounterSummary {
+    rx_packets: u64,
+    tx_packets: u64,
+    new_flows: u64,
+    drops: [u64; DropReason::COUNT],
+}
+
+impl CounterSummary {
+    /// Reads a worker's published counters.
+    pub fn of(stats: &WorkerStats) -> Self {
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        CounterSummary {
+            rx_packets: get(&stats.rx_packets),
+            tx_packets: get(&stats.tx_packets),
+            new_flows: get(&stats.new_flows),
+            drops: std::array::from_fn(|i| get(&stats.drops[i])),
+        }
+    }
+
+    /// Adds another worker's counters (for the total).
+    pub fn add(&mut self, other: &Self) {
+        self.rx_packets += other.rx_packets;
+        self.tx_packets += other.tx_packets;
+        self.new_flows += other.new_flows;
+        for (a, b) in self.drops.iter_mut().zip(other.drops) {
+            *a += b;
+        }
+    }
+}
+
+impl std::fmt::Display for CounterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "rx_packets={} tx_packets={} new_flows={}",
+            self.rx_packets, self.tx_packets, self.new_flows
+        )?;
+        for (reason, count) in DropReason::ALL.iter().zip(self.drops) {
+            if count > 0 {
+                write!(f, " drop_{}={count}", reason.name())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One worker's start-up parameters, moved into its thread.
+pub(crate) struct WorkerJob {
+    pub(crate) assignment: WorkerAssignment,
+    pub(crate) specs: Vec<SocketSpec>,
+    pub(crate) frames: u32,
+    pub(crate) flows: usize,
+    pub(crate) timeouts: FlowTimeouts,
+    pub(crate) pipeline: String,
+    pub(crate) batch_size: usize,
+    pub(crate) idle: config::IdlePolicy,
+    pub(crate) snapshot: Arc<ArcSwap<Snapshot>>,
+    pub(crate) shared: Arc<SharedTables>,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) stats: Arc<WorkerStats>,
+    pub(crate) epoch: Instant,
+}
+
+/// What a worker reports once its sockets are open: (interface, queue, fd).
+pub(crate) type OpenedSockets = Result<Vec<(String, u32, RawFd)>, String>;
+
+impl WorkerJob {
+    /// Pins, allocates, reports its sockets on `ready`, then serves until stopped.
+    pub(crate) fn run(self, ready: mpsc::Sender<OpenedSockets>) {
+        if !core_affinity::set_for_current(core_affinity::CoreId {
+            id: self.assignment.cpu,
+        }) {
+            warn!(
+                cpu = self.assignment.cpu,
+                "could not pin worker; running unpinned"
+            );
+        }
+        // Allocated after pinning, so first touch puts them on this worker's node.
+        let mut ports = match XskPorts::open(&self.specs, self.frames) {
+            Ok(ports) => ports,
+            Err(e) => {
+                let _ = ready.send(Err(e.to_string()));
+                return;
+            }
+        };
+        let mut pipeline = match loader::load(&self.pipeline) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = ready.send(Err(e.to_string()));
+                return;
+            }
+        };
+        let mut state = WorkerState {
+            balancer: Balancer::new(self.flows, self.timeouts),
+            counters: WorkerCounters::default(),
+        };
+        if ready.send(Ok(ports.socket_fds())).is_err() {
+            return;
+        }
+        let inputs = LoopInputs {
+            snapshots: &self.snapshot,
+            shared: &self.shared,
+            stop: &self.stop,
+            epoch: self.epoch,
+            batch_size: self.batch_size,
+            idle: self.idle,
+        };
+        let queues = self.specs.len();
+        run_loop(
+            &mut ports,
+            queues,
+            &mut pipeline,
+            &mut state,
+            &inputs,
+            &self.stats,
+            |p| p.poll_wait(1),
+        );
+    }
 }
