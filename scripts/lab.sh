@@ -26,8 +26,9 @@ trap cleanup EXIT
 echo "== building the namespace lab (2 queues on xlb's interface)"
 ./scripts/netns.sh up "$P" 2
 for n in 1 2 3; do
-  ip netns exec "${P}b$n" $PY tests/support/backend.py "b$n" 80 8080 -- 53 >/dev/null 2>&1 &
-  ip netns exec "${P}b$n" tcpdump -i eth0 -n -U -w "$WORK/b$n.pcap" sctp >/dev/null 2>&1 &
+  # Subshells keep these out of job control: netns.sh down kills them quietly.
+  (ip netns exec "${P}b$n" $PY tests/support/backend.py "b$n" 80 8080 -- 53 >/dev/null 2>&1 &)
+  (ip netns exec "${P}b$n" tcpdump -i eth0 -n -U -w "$WORK/b$n.pcap" sctp >/dev/null 2>&1 &)
 done
 
 echo "== starting xlb"
@@ -78,7 +79,7 @@ echo "== xlb's metrics endpoint (per backend, non-zero drops)"
 ip netns exec "${P}lb" curl -sf http://127.0.0.1:9781/metrics |
   grep -E '^xlb_(backend_packets_total|drops_total|sctp_associations|nat_sessions|reloads_total)' | grep -v ' 0$' || true
 echo "== xlb stats (the live view, one refresh)"
-ip netns exec "${P}lb" "$XLB" stats --interval 0.5 --count 2 | tail -n +1
+ip netns exec "${P}lb" "$XLB" stats --interval 0.5 --count 2 | awk 'BEGIN { RS = "" } END { print }'
 
 echo "== xlb counters at shutdown"
 kill -TERM "$XLB_PID"
