@@ -14,6 +14,8 @@
 # 1 and 2 workers), the kernel with iptables DNAT and with nftables DNAT (kube-proxy's
 # two modes), and DPDK testpmd macswap over its AF_XDP driver when it is installed.
 # Traffic: udp 64 B over 100k flows, tcp-syn, tcp-est, sctp (INIT + COOKIE-ECHO, DATA).
+# xlb-l4lb-dsr-reload100: l4lb dsr with 100 SIGHUP reloads during the run (b1's weight
+# flips each time, so Maglev changes while tracked flows must stay put).
 # Each case runs --reps times; perf/summarize.py writes results.json, results.md and
 # mpps.svg (median and spread, ratios within this run) under --out.
 # --smoke: one short repetition per case; fails unless every case moves packets and
@@ -155,12 +157,15 @@ stop_sink() { sleep 0.3; kill -INT "$SINK_PID"; wait "$SINK_PID" || true; SINK_P
 # run_case CASE DUT PIPELINE MODE TRAFFIC WORKERS REP: one repetition, one JSON line.
 run_case() {
   local case=$1 dut=$2 pipeline=$3 mode=$4 traffic=$5 workers=$6 rep=$7
-  local queues=$workers steer dut_pid= dut_rx=0 extra=()
+  local queues=$workers steer dut_pid= dut_rx=0 extra=() reloads=0 config reloader=
+  # dsr-reload: dsr while SIGHUP reloads 100 times, b1's weight flipping each time.
+  if [[ $mode == dsr-reload ]]; then mode=dsr; reloads=100; fi
   rm -f "$WORK"/gen.json "$WORK"/sink.json "$WORK"/dut.log
   case $dut in
     xlb)
       local cores="[1]"; [[ $workers == 2 ]] && cores="[0, 1]"
-      ip netns exec "${P}dut" "$XLB" run -c "$(xlb_config "$pipeline" "$mode" "$cores")" >"$WORK/dut.log" 2>&1 &
+      config=$(xlb_config "$pipeline" "$mode" "$cores")
+      ip netns exec "${P}dut" "$XLB" run -c "$config" >"$WORK/dut.log" 2>&1 &
       dut_pid=$!
       wait_for "$WORK/dut.log" "AF_XDP socket bound" 30
       sleep 1 ;;
@@ -208,10 +213,29 @@ NFT
   elif [[ $pipeline != rxdrop ]]; then
     start_sink "$steer"
   fi
+  if ((reloads)); then
+    (
+      sleep 0.5
+      for _ in $(seq "$reloads"); do
+        if grep -q "198.18.2.11, weight: 300" "$config"; then
+          sed -i "s/198.18.2.11, weight: 300 }/198.18.2.11 }/" "$config"
+        else
+          sed -i "s/198.18.2.11 }/198.18.2.11, weight: 300 }/" "$config"
+        fi
+        kill -HUP "$dut_pid"
+        sleep "$(python3 -c "print(max($DURATION - 1, 1) / $reloads)")"
+      done
+    ) &
+    reloader=$!
+  fi
   # shellcheck disable=SC2046
   nsx "${P}gen" "$XLB" pktgen --iface g0 --queues "$queues" --cores 0 --quiet \
     --dst-mac $D0_MAC --src 198.18.0.1 --duration "$DURATION" --json "$WORK/gen.json" \
     $(traffic_args "$traffic") "${extra[@]}" >"$WORK/gen.log" 2>&1 || { cat "$WORK/gen.log" >&2; return 1; }
+  if [[ -n $reloader ]]; then
+    wait "$reloader"
+    echo "  $case: $(grep -c "reload applied" "$WORK/dut.log") reloads applied under load"
+  fi
   if [[ -n ${SINK_PID:-} ]]; then stop_sink; fi
   if [[ -n $dut_pid ]]; then
     kill -INT "$dut_pid" 2>/dev/null || true
@@ -241,6 +265,7 @@ for workers in 1 2; do
     CASES+=("xlb-rxdrop/$traffic/w$workers xlb rxdrop dsr $traffic $workers")
     CASES+=("xlb-macswap/$traffic/w$workers xlb macswap dsr $traffic $workers")
     CASES+=("xlb-l4lb-dsr/$traffic/w$workers xlb l4lb dsr $traffic $workers")
+    [[ $traffic == udp ]] && CASES+=("xlb-l4lb-dsr-reload100/$traffic/w$workers xlb l4lb dsr-reload $traffic $workers")
     [[ $traffic != sctp ]] && CASES+=("xlb-l4lb-nat/$traffic/w$workers xlb l4lb nat $traffic $workers")
   done
   for traffic in udp tcp-syn tcp-est; do
@@ -254,6 +279,7 @@ done
 if [[ $SMOKE == 1 ]]; then
   CASES=("xlb-rxdrop/udp/w1 xlb rxdrop dsr udp 1" "xlb-macswap/udp/w1 xlb macswap dsr udp 1"
     "xlb-l4lb-dsr/udp/w1 xlb l4lb dsr udp 1" "xlb-l4lb-dsr/sctp/w1 xlb l4lb dsr sctp 1"
+    "xlb-l4lb-dsr-reload100/udp/w1 xlb l4lb dsr-reload udp 1"
     "xlb-l4lb-nat/tcp-syn/w1 xlb l4lb nat tcp-syn 1" "iptables-dnat/udp/w1 iptables dnat dnat udp 1"
     "nftables-dnat/udp/w1 nftables dnat dnat udp 1")
   [[ $TESTPMD == 1 ]] && CASES+=("testpmd-macswap/udp/w1 testpmd macswap macswap udp 1")
