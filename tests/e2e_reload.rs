@@ -194,17 +194,24 @@ fn report(path: &std::path::Path) -> xlb::pktgen::PktgenReport {
 fn no_packet_is_lost_across_many_reloads_under_traffic() {
     let mut lab = Lab::up("nolss", 1);
     let udp = |backends: &[&str]| {
-        table(backends).replace("protocol: tcp\n    ports: [80]", "protocol: udp\n    ports: [9000]")
+        table(backends).replace(
+            "protocol: tcp\n    ports: [80]",
+            "protocol: udp\n    ports: [9000]",
+        )
     };
     lab.start_xlb(&udp(&["b1"]));
     let (rx_json, tx_json) = (lab.work.join("rx.json"), lab.work.join("tx.json"));
     // The sink: b1's interface, every frame to the VIP taken by its own AF_XDP socket.
-    let mut receiver = pktgen(&lab, "b1", &["--iface", "eth0", "--receive", "--duration", "60"])
-        .args(["--steer", "198.18.100.10", "--json"])
-        .arg(&rx_json)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the receiver");
+    let mut receiver = pktgen(
+        &lab,
+        "b1",
+        &["--iface", "eth0", "--receive", "--duration", "60"],
+    )
+    .args(["--steer", "198.18.100.10", "--json"])
+    .arg(&rx_json)
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start the receiver");
     let mut lines = BufReader::new(receiver.stderr.take().expect("piped")).lines();
     assert!(
         lines.any(|l| l.is_ok_and(|l| l.contains("pktgen receiver ready"))),
@@ -214,24 +221,51 @@ fn no_packet_is_lost_across_many_reloads_under_traffic() {
     // 64 flows, all placed on b1 by their first packets; then b2 and b3 come and go
     // twenty times while the flows keep sending.
     let mut sender = pktgen(&lab, "cl", &["--iface", "eth0", "--dst", "198.18.100.10"])
-        .args(["--dst-port", "9000", "--src", "198.18.0.10", "--flows", "64"])
-        .args(["--rate", "5000", "--count", "25000", "--dst-mac", support::lab::XLB_MAC, "--json"])
+        .args([
+            "--dst-port",
+            "9000",
+            "--src",
+            "198.18.0.10",
+            "--flows",
+            "64",
+        ])
+        .args([
+            "--rate",
+            "5000",
+            "--count",
+            "25000",
+            "--dst-mac",
+            support::lab::XLB_MAC,
+            "--json",
+        ])
         .arg(&tx_json)
         .spawn()
         .expect("start the sender");
     std::thread::sleep(Duration::from_millis(500));
     for round in 0..20 {
-        let backends: &[&str] = if round % 2 == 0 { &["b1", "b2", "b3"] } else { &["b1"] };
+        let backends: &[&str] = if round % 2 == 0 {
+            &["b1", "b2", "b3"]
+        } else {
+            &["b1"]
+        };
         reload(&lab, &udp(backends), "reload applied");
     }
     assert!(sender.wait().expect("sender ends").success());
     std::thread::sleep(Duration::from_millis(500));
-    let _ = std::process::Command::new("kill").args(["-INT", &receiver.id().to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &receiver.id().to_string()])
+        .status();
     assert!(receiver.wait().expect("receiver ends").success());
     let (sent, received) = (report(&tx_json), report(&rx_json));
-    let (sent, received) = (sent.tx.expect("tx summary"), received.rx.expect("rx summary"));
+    let (sent, received) = (
+        sent.tx.expect("tx summary"),
+        received.rx.expect("rx summary"),
+    );
     assert_eq!(lab.log().matches("reload applied").count(), 20);
-    assert_eq!(received.packets, sent.packets, "packets lost across reloads: {received:?}");
+    assert_eq!(
+        received.packets, sent.packets,
+        "packets lost across reloads: {received:?}"
+    );
     assert_eq!(received.lost, 0);
     assert!(lab.stop_xlb().success());
 }
