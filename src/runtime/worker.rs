@@ -28,6 +28,9 @@ use tracing::warn;
 /// Empty rounds in a row before an adaptive worker sleeps in `poll()`.
 const SPINS_BEFORE_SLEEP: u32 = 256;
 
+/// How long a stopping worker waits for its TX rings to drain.
+const TX_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// How often a busy worker publishes its counters.
 const PUBLISH_PERIOD_MS: u64 = 50;
 
@@ -335,5 +338,13 @@ impl WorkerJob {
             &self.stats,
             |p| p.poll_wait(1),
         );
+        // The loop has stopped taking frames; let what is already queued leave.
+        let stranded = ports.drain_tx(TX_DRAIN_TIMEOUT);
+        if stranded > 0 {
+            warn!(
+                worker = self.assignment.id,
+                stranded, "TX frames still in flight at exit"
+            );
+        }
     }
 }

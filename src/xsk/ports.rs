@@ -248,6 +248,22 @@ impl XskPorts {
     pub fn poll_wait(&mut self, timeout_ms: i32) {
         poll_readable(&mut self.poll_fds, timeout_ms);
     }
+
+    /// Shutdown: kicks every TX ring until the kernel has completed the frames already
+    /// placed on it, or `timeout` passes; returns how many were still in flight then.
+    pub fn drain_tx(&mut self, timeout: std::time::Duration) -> u32 {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut stats = BatchStats::default();
+        loop {
+            recycle_completions(&mut self.sockets, &mut self.umems, &mut self.comp_descs);
+            let in_flight: u32 = self.sockets.iter().map(|s| s.tx_in_flight).sum();
+            if in_flight == 0 || std::time::Instant::now() >= deadline {
+                return in_flight;
+            }
+            flush_tx(&mut self.sockets, &mut self.umems, &mut stats);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
 }
 
 impl BatchPorts for XskPorts {
