@@ -119,6 +119,11 @@ fn metrics_count_exactly_the_traffic_sent() {
         let answered = f64::from(*sent.answers.get(backend).unwrap_or(&0));
         assert_eq!(counted, answered, "{backend}: one datagram per answer");
     }
+    let new_flows = metric(&body, "xlb_backend_new_flows_total", &[("service", "dns")]);
+    assert!(
+        (295.0..=300.0).contains(&new_flows),
+        "each exchange is a new flow: {new_flows}"
+    );
     let rx = metric(&body, "xlb_rx_packets_total", &[]);
     let tx = metric(&body, "xlb_tx_packets_total", &[]);
     let dropped = metric(&body, "xlb_drops_total", &[]);

@@ -425,6 +425,12 @@ impl SourcesCollector {
             "Bytes forwarded to the backend, summed over workers.",
             labelled(&|id, _, _| summed(|s| &s.backend_bytes[..], id)),
         )?;
+        counters(
+            encoder,
+            "xlb_backend_new_flows",
+            "Flows and SCTP associations newly placed on the backend, summed over workers.",
+            labelled(&|id, _, _| summed(|s| &s.backend_new_flows[..], id)),
+        )?;
         gauges(
             encoder,
             "xlb_backend_up",

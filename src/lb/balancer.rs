@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use crate::lb::flow::{FlowKey, FlowTable, FlowTimeouts, Insert};
 use crate::lb::sctp::{SctpAssociationTable, SctpDecision, SctpPath};
-use crate::lb::snapshot::{BackendId, ServiceIndex, Snapshot};
+use crate::lb::snapshot::{BackendId, ServiceIndex, Snapshot, MAX_BACKENDS};
 use crate::pipeline::verdict::DropReason;
 
 /// TCP FIN and RST flags: the flow is ending.
@@ -38,6 +38,8 @@ pub struct BalancerStats {
 pub struct Balancer {
     flows: FlowTable,
     stats: BalancerStats,
+    /// New flows and associations placed on each backend, by backend id.
+    new_flows_by_backend: Box<[u64]>,
 }
 
 impl Balancer {
@@ -47,6 +49,7 @@ impl Balancer {
         Balancer {
             flows: FlowTable::new(capacity, timeouts),
             stats: BalancerStats::default(),
+            new_flows_by_backend: vec![0; MAX_BACKENDS].into_boxed_slice(),
         }
     }
 
@@ -80,7 +83,7 @@ impl Balancer {
                         if self.flows.insert(key, hash, id, now_ms) == Insert::EvictedLru {
                             self.stats.evictions += 1;
                         }
-                        self.stats.new_flows += 1;
+                        self.count_new_flow(id);
                     }
                     Decision::Backend(id)
                 }
@@ -127,7 +130,7 @@ impl Balancer {
                 new_association,
             } => {
                 if new_association {
-                    self.stats.new_flows += 1;
+                    self.count_new_flow(backend);
                 }
                 Decision::Backend(backend)
             }
@@ -151,9 +154,22 @@ impl Balancer {
         }
     }
 
+    #[inline]
+    fn count_new_flow(&mut self, backend: BackendId) {
+        self.stats.new_flows += 1;
+        if let Some(slot) = self.new_flows_by_backend.get_mut(backend as usize) {
+            *slot += 1;
+        }
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> BalancerStats {
         self.stats
+    }
+
+    /// New flows placed on each backend so far, by backend id.
+    pub fn new_flows_by_backend(&self) -> &[u64] {
+        &self.new_flows_by_backend
     }
 
     /// Flows currently tracked.

@@ -69,6 +69,8 @@ pub struct WorkerStats {
     pub backend_packets: Box<[AtomicU64]>,
     /// Bytes forwarded per backend id.
     pub backend_bytes: Box<[AtomicU64]>,
+    /// New flows and associations placed per backend id.
+    pub backend_new_flows: Box<[AtomicU64]>,
 }
 
 impl Default for WorkerStats {
@@ -90,6 +92,7 @@ impl Default for WorkerStats {
             flows: AtomicU64::default(),
             backend_packets: zeros(),
             backend_bytes: zeros(),
+            backend_new_flows: zeros(),
         }
     }
 }
@@ -114,6 +117,10 @@ impl WorkerStats {
             set(slot, *value);
         }
         for (slot, value) in self.backend_bytes.iter().zip(c.backend_bytes.iter()) {
+            set(slot, *value);
+        }
+        let new_flows = state.balancer.new_flows_by_backend();
+        for (slot, value) in self.backend_new_flows.iter().zip(new_flows) {
             set(slot, *value);
         }
         // Frames lost on a full TX ring are drops too, counted by the ports.
