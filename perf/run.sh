@@ -282,7 +282,7 @@ if [[ $SMOKE == 1 ]]; then
     "xlb-l4lb-dsr-reload100/udp/w1 xlb l4lb dsr-reload udp 1"
     "xlb-l4lb-nat/tcp-syn/w1 xlb l4lb nat tcp-syn 1" "iptables-dnat/udp/w1 iptables dnat dnat udp 1"
     "nftables-dnat/udp/w1 nftables dnat dnat udp 1")
-  [[ $TESTPMD == 1 ]] && CASES+=("testpmd-macswap/udp/w1 testpmd macswap macswap udp 1")
+  # testpmd stays out of the smoke run until its veth case is shown to move packets.
 fi
 echo "== ${#CASES[@]} cases x $REPS repetitions, ${DURATION}s each"
 for rep in $(seq "$REPS"); do
