@@ -80,6 +80,8 @@ pub struct ServiceEntry {
     pub forwarding: Forwarding,
     /// Client source ranges allowed in.
     pub source_ranges: Vec<ipnet::IpNet>,
+    /// Whether `source_ranges` hold both default routes: the ACL then costs nothing.
+    pub admits_all: bool,
     /// Maglev ring over `backend_ids` (slot value = index into `backend_ids`).
     pub maglev: MaglevTable,
     /// Backends in config order; Maglev indexes this list.
@@ -98,7 +100,7 @@ impl ServiceEntry {
     /// Whether a client address passes the service's `source_ranges`.
     #[inline]
     pub fn admits(&self, client: &IpAddr) -> bool {
-        self.source_ranges.iter().any(|net| net.contains(client))
+        self.admits_all || self.source_ranges.iter().any(|net| net.contains(client))
     }
 }
 
@@ -235,6 +237,14 @@ impl Snapshot {
                 protocol: service.protocol,
                 forwarding: service.forwarding,
                 source_ranges: service.source_ranges.clone(),
+                admits_all: [IpAddr::from([0u8; 4]), IpAddr::from([0u16; 8])]
+                    .iter()
+                    .all(|any| {
+                        service
+                            .source_ranges
+                            .iter()
+                            .any(|net| net.prefix_len() == 0 && net.contains(any))
+                    }),
                 maglev,
                 backend_ids: ids,
             });
