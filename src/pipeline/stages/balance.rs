@@ -37,10 +37,9 @@ impl Stage for Balance {
             if batch.verdicts[i] != Verdict::Pending || batch.meta[i].target != Target::None {
                 continue;
             }
-            let source_mac = source_mac(batch.packets[i].data());
             let meta = &mut batch.meta[i];
             let outcome = match meta.service {
-                Some(_) => balance(meta, batch.packets[i].data(), ctx, worker, source_mac),
+                Some(_) => balance(meta, batch.packets[i].data(), ctx, worker),
                 None => nat_reply(&meta.headers, ctx),
             };
             match outcome {
@@ -64,7 +63,6 @@ fn balance(
     frame: &[u8],
     ctx: &Context<'_>,
     worker: &mut WorkerState,
-    source_mac: [u8; 6],
 ) -> Result<Target, DropReason> {
     let h = &meta.headers;
     let Some(service) = meta.service else {
@@ -124,7 +122,8 @@ fn balance(
     };
     let reply = ReplyPath {
         port: ctx.ingress,
-        mac: source_mac,
+        // Only NAT sessions need the client's MAC: read it here, not per packet.
+        mac: source_mac(frame),
     };
     let binding = ctx
         .shared

@@ -42,21 +42,26 @@ impl Stage for Icmp {
                 .get(h.l4_offset as usize)
                 .copied()
                 .unwrap_or(0);
-            let echo = match h.l3 {
-                L3::Ipv4 if icmp_type == ICMPV4_ECHO_REQUEST => {
-                    Some(reply::icmpv4_echo_reply(packet.buf, &h))
+            let is_echo = matches!(
+                (h.l3, icmp_type),
+                (L3::Ipv4, ICMPV4_ECHO_REQUEST) | (L3::Ipv6, ICMPV6_ECHO_REQUEST)
+            );
+            // Echo is answered only for our own addresses; the frame is rewritten then.
+            let echo = is_echo.then(|| {
+                if !ctx.snapshot.is_vip(&h.dst) {
+                    Err(crate::wire::Error::Unsupported)
+                } else if h.l3 == L3::Ipv4 {
+                    reply::icmpv4_echo_reply(packet.buf, &h)
+                } else {
+                    reply::icmpv6_echo_reply(packet.buf, &h)
                 }
-                L3::Ipv6 if icmp_type == ICMPV6_ECHO_REQUEST => {
-                    Some(reply::icmpv6_echo_reply(packet.buf, &h))
-                }
-                _ => None,
-            };
+            });
             batch.verdicts[i] = match echo {
-                Some(Ok(len)) if ctx.snapshot.is_vip(&h.dst) => {
+                Some(Ok(len)) => {
                     packet.len = len;
                     Verdict::Forward(ctx.ingress)
                 }
-                Some(_) => Verdict::Drop(DropReason::ControlIgnored),
+                Some(Err(_)) => Verdict::Drop(DropReason::ControlIgnored),
                 None => match quoted_flow_target(packet.data(), &h, ctx, worker) {
                     Some((hash, target)) => {
                         batch.meta[i].hash = hash;
