@@ -2,10 +2,11 @@
 //! protocol, a short life after TCP FIN/RST, and least-recently-used eviction when a bucket is full.
 //!
 //! Set-associative, as VPP's `lb` and Katran's per-CPU LRU maps are: a power-of-two number of
-//! 8-way buckets, allocated once in [`FlowTable::new`] (by the pinned worker, so the memory is
-//! NUMA-local) and never again. A bucket starts with its eight 32-bit hash tags in one cache line;
-//! a lookup scans the tags and compares the full key only on a tag match. LRU is per bucket (the
-//! oldest of the eight goes), an approximation of a global LRU, and every eviction is counted.
+//! 8-way buckets, allocated once in [`FlowTable::new`] on transparent huge pages (by the pinned
+//! worker, so the memory is NUMA-local) and never again. A bucket starts with its eight 32-bit
+//! hash tags in one cache line; a lookup scans the tags and compares the full key only on a tag
+//! match. LRU is per bucket (the oldest of the eight goes), an approximation of a global LRU,
+//! and every eviction is counted.
 //! Sans-IO: `now_ms` is passed in (read once per batch by the caller).
 
 use std::net::IpAddr;
@@ -77,7 +78,7 @@ pub struct FlowStats {
 
 /// A key packed for storage and comparison: IPv4 addresses as IPv4-mapped IPv6 plus a family
 /// bit, so both families share one fixed layout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Zeroable)]
 #[repr(C)]
 struct PackedKey {
     vip: [u8; 16],
@@ -105,16 +106,21 @@ impl PackedKey {
     }
 }
 
+/// An address as 16 bytes; IPv4 as `::ffff:a.b.c.d`, built as one 128-bit word (building
+/// it byte by byte made packing the key cost more than comparing it).
 #[inline]
 fn packed_address(addr: &IpAddr) -> ([u8; 16], bool) {
     match addr {
-        IpAddr::V4(v4) => (v4.to_ipv6_mapped().octets(), true),
+        IpAddr::V4(v4) => {
+            let mapped = 0xffff_u128 << 32 | u128::from(u32::from(*v4));
+            (mapped.to_be_bytes(), true)
+        }
         IpAddr::V6(v6) => (v6.octets(), false),
     }
 }
 
 /// One tracked flow: 44 bytes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, bytemuck::Zeroable)]
 #[repr(C)]
 struct FlowEntry {
     key: PackedKey,
@@ -125,8 +131,8 @@ struct FlowEntry {
 
 /// Eight ways: tags and deadlines first (the first cache line and a half), then the
 /// entries. Expiry and LRU choices read only the deadlines, so a full bucket's eviction
-/// touches two lines, not nine.
-#[derive(Debug, Clone, Copy)]
+/// touches two lines, not nine. All zeroes is an empty bucket.
+#[derive(Debug, Clone, Copy, bytemuck::Zeroable)]
 #[repr(C, align(64))]
 struct Bucket {
     tags: [u32; WAYS],
@@ -137,23 +143,6 @@ struct Bucket {
 }
 
 impl Bucket {
-    const EMPTY: Bucket = Bucket {
-        tags: [EMPTY_TAG; WAYS],
-        deadlines: [0; WAYS],
-        entries: [FlowEntry {
-            key: PackedKey {
-                vip: [0; 16],
-                client: [0; 16],
-                vip_port: 0,
-                client_port: 0,
-                proto: 0,
-                ipv4_bits: 0,
-            },
-            closing: false,
-            value: 0,
-        }; WAYS],
-    };
-
     /// The way holding `key`, if any (live or expired).
     #[inline]
     fn find(&self, tag: u32, key: &PackedKey) -> Option<usize> {
@@ -186,7 +175,7 @@ impl FlowTable {
             .div_ceil(WAYS)
             .next_power_of_two();
         FlowTable {
-            buckets: vec![Bucket::EMPTY; bucket_count].into_boxed_slice(),
+            buckets: crate::xsk::zeroed_on_huge_pages(bucket_count),
             bucket_mask: bucket_count - 1,
             len: 0,
             timeouts,

@@ -104,12 +104,30 @@ impl ServiceEntry {
     }
 }
 
-/// Key of the VIP:port:protocol -> service index.
+/// Key of the VIP:port:protocol -> service index, packed into three integers: hashing an
+/// `IpAddr` field by field cost 8% of an established packet's time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct VipKey {
-    address: IpAddr,
-    port: u16,
-    protocol: u8,
+    address_high: u64,
+    address_low: u64,
+    /// Port, protocol and address family (4 or 6, so an IPv4 VIP never matches its
+    /// IPv4-mapped IPv6 twin).
+    port_protocol_family: u32,
+}
+
+impl VipKey {
+    #[inline]
+    fn new(address: IpAddr, port: u16, protocol: u8) -> Self {
+        let (bits, family) = match address {
+            IpAddr::V4(v4) => (u128::from(u32::from(v4)), 4),
+            IpAddr::V6(v6) => (u128::from(v6), 6),
+        };
+        VipKey {
+            address_high: (bits >> 64) as u64,
+            address_low: bits as u64,
+            port_protocol_family: u32::from(port) << 16 | u32::from(protocol) << 8 | family,
+        }
+    }
 }
 
 /// Why a snapshot could not be built (the config validated, so this is rare).
@@ -223,11 +241,7 @@ impl Snapshot {
                 vips.insert(*vip);
                 for port in &service.ports {
                     by_vip.insert(
-                        VipKey {
-                            address: *vip,
-                            port: *port,
-                            protocol: service.protocol.ip_number(),
-                        },
+                        VipKey::new(*vip, *port, service.protocol.ip_number()),
                         service_index,
                     );
                 }
@@ -274,13 +288,7 @@ impl Snapshot {
     /// The service listening on VIP:port for an IP protocol number.
     #[inline]
     pub fn service_for(&self, vip: IpAddr, port: u16, protocol: u8) -> Option<ServiceIndex> {
-        self.by_vip
-            .get(&VipKey {
-                address: vip,
-                port,
-                protocol,
-            })
-            .copied()
+        self.by_vip.get(&VipKey::new(vip, port, protocol)).copied()
     }
 
     /// A service by index.

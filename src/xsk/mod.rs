@@ -1,7 +1,8 @@
 //! AF_XDP ports: the XDP steering program and its maps (`program`), one worker's
 //! AF_XDP sockets over a shared UMEM (`ports`), an in-memory port with the same batch
 //! contract for tests and benches (`memory`), and a socket that sends and receives
-//! frames outside the pipeline, for the packet generator (`traffic`). All of the
+//! frames outside the pipeline, for the packet generator (`traffic`); also the CPU and
+//! memory hints the balancer's tables use (`prefetch`, `huge_pages`). All of the
 //! crate's `unsafe` lives in this module.
 //!
 //! Every port type runs the same per-batch contract: pull up to `max` frames, hand
@@ -9,6 +10,7 @@
 //! `Forward(port)` frames with the lengths the pipeline left and recycle the rest.
 
 mod error;
+mod huge_pages;
 mod memory;
 mod ports;
 mod prefetch;
@@ -17,6 +19,7 @@ mod sys;
 mod traffic;
 
 pub use error::XskError;
+pub use huge_pages::zeroed_on_huge_pages;
 pub use memory::MemoryPorts;
 pub use ports::{SocketSpec, XskPorts, FRAME_SIZE};
 pub use prefetch::prefetch;
