@@ -53,10 +53,17 @@ impl Balancer {
         }
     }
 
-    /// Starts loading a flow's bucket, a batch ahead of its lookup.
+    /// Starts loading a flow's bucket, a few packets ahead of its lookup.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         self.flows.prefetch(hash);
+    }
+
+    /// Starts loading the flow's entry once its bucket is in cache (see
+    /// [`FlowTable::prefetch_entry`]).
+    #[inline]
+    pub fn prefetch_entry(&self, hash: u64) {
+        self.flows.prefetch_entry(hash);
     }
 
     /// Decides a TCP or UDP packet of `service`.

@@ -11,6 +11,8 @@
 
 use std::net::IpAddr;
 
+use crate::xsk::HugePageSlice;
+
 /// Ways per bucket: eight tags fill half a cache line, and eight candidates make a full bucket
 /// (an eviction of a live flow) rare until the table is nearly full.
 const WAYS: usize = 8;
@@ -153,7 +155,7 @@ impl Bucket {
 /// A fixed-capacity, per-worker flow table; see the module documentation for its design.
 #[derive(Debug)]
 pub struct FlowTable {
-    buckets: Box<[Bucket]>,
+    buckets: HugePageSlice<Bucket>,
     bucket_mask: usize,
     len: usize,
     timeouts: FlowTimeouts,
@@ -175,7 +177,7 @@ impl FlowTable {
             .div_ceil(WAYS)
             .next_power_of_two();
         FlowTable {
-            buckets: crate::xsk::zeroed_on_huge_pages(bucket_count),
+            buckets: HugePageSlice::zeroed(bucket_count).expect("memory for the flow table"),
             bucket_mask: bucket_count - 1,
             len: 0,
             timeouts,
@@ -210,8 +212,8 @@ impl FlowTable {
         self.buckets[index].deadlines[way] = now_ms.saturating_add(limit);
     }
 
-    /// Starts loading the bucket of `hash` (its tags and deadlines) without waiting, a
-    /// batch ahead of its lookup (VPP's lb node, DPDK l3fwd).
+    /// Starts loading the bucket of `hash` (its tags and deadlines) without waiting, a few
+    /// packets ahead of its lookup (VPP's lb node, DPDK l3fwd).
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         if let Some(bucket) = self.buckets.get(self.bucket_index(hash)) {
@@ -220,15 +222,19 @@ impl FlowTable {
         }
     }
 
-    /// Second prefetch stage, for a batch whose tag lines [`FlowTable::prefetch`] already
-    /// brought in: reads the bucket's tags and starts loading the entry whose tag matches,
-    /// so the lookup's key compare does not wait on a second memory access.
+    /// Second prefetch stage, once [`FlowTable::prefetch`] has brought the bucket's tags
+    /// in: starts loading the entry a lookup will compare (the way whose tag matches) or an
+    /// insert will write (the first free way), so neither waits on a second memory access.
+    /// An entry may straddle two cache lines; both are requested.
     #[inline]
     pub fn prefetch_entry(&self, hash: u64) {
         if let Some(bucket) = self.buckets.get(self.bucket_index(hash)) {
             let tag = tag_of(hash);
-            if let Some(way) = bucket.tags.iter().position(|&t| t == tag) {
-                crate::xsk::prefetch(&bucket.entries[way]);
+            let way = bucket.tags.iter().position(|&t| t == tag);
+            if let Some(way) = way.or_else(|| bucket.tags.iter().position(|&t| t == EMPTY_TAG)) {
+                let entry = &bucket.entries[way];
+                crate::xsk::prefetch(entry);
+                crate::xsk::prefetch(&entry.value);
             }
         }
     }

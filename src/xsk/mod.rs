@@ -19,7 +19,7 @@ mod sys;
 mod traffic;
 
 pub use error::XskError;
-pub use huge_pages::zeroed_on_huge_pages;
+pub use huge_pages::HugePageSlice;
 pub use memory::MemoryPorts;
 pub use ports::{SocketSpec, XskPorts, FRAME_SIZE};
 pub use prefetch::prefetch;
