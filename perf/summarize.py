@@ -3,10 +3,14 @@
 
   summarize.py record CASE DUT PIPELINE MODE TRAFFIC WORKERS REP GEN_JSON SINK_JSON DUT_RX DURATION
       prints one JSON line for one repetition, from the generator's and sink's reports.
-  summarize.py report RUNS_JSONL OUT_DIR TESTPMD SMOKE MACHINE
+  summarize.py report RUNS_JSONL OUT_DIR SMOKE MACHINE
       writes OUT_DIR/results.json, results.md and mpps.svg: per case the median and
       spread (min..max) over repetitions, and ratios computed within this run. With
       SMOKE=1, fails unless every case moved packets and the files read back.
+
+A case's rate is what its subject achieved: packets/s the sink received from the device
+under test, packets/s xlb took in (rxdrop), or packets/s the generator sent (txonly, the
+generator comparison: xlb pktgen against DPDK testpmd's txonly).
 """
 import json
 import statistics
@@ -29,15 +33,15 @@ def record(args):
     latency = rx.get("latency_ns") or {}
     tx_packets, rx_packets = tx.get("packets", 0), rx.get("packets", 0)
     dut_rx_pps = int(dut_rx or 0) / float(duration)
-    forwarded = pipeline != "rxdrop"
+    forwarded = pipeline not in ("rxdrop", "txonly")
     line = {
         "case": case, "dut": dut, "pipeline": pipeline, "mode": mode, "traffic": traffic,
         "workers": int(workers), "rep": int(rep),
         "tx_pps": tx.get("pps", 0.0),
         "rx_pps": rx.get("pps", 0.0),
         "dut_rx_pps": dut_rx_pps,
-        # What the device under test achieved: forwarded to the sink, or (rxdrop) taken in.
-        "rate_pps": rx.get("pps", 0.0) if forwarded else dut_rx_pps,
+        "rate_pps": (rx.get("pps", 0.0) if forwarded
+                     else tx.get("pps", 0.0) if pipeline == "txonly" else dut_rx_pps),
         "loss_ratio": (1 - rx_packets / tx_packets) if forwarded and tx_packets else None,
         "p50_us": latency.get("p50", 0) / 1000 if latency else None,
         "p99_us": latency.get("p99", 0) / 1000 if latency else None,
@@ -62,7 +66,8 @@ def svg(cases, path):
     width, left, bar, gap = 900, 260, 14, 6
     height = 50 + len(rows) * (bar + gap)
     scale = (width - left - 60) / top
-    colors = {"xlb": "#2b7bb9", "iptables": "#d95f02", "nftables": "#e6ab02", "testpmd": "#1b9e77"}
+    colors = {"xlb": "#2b7bb9", "pktgen": "#7570b3", "iptables": "#d95f02", "nftables": "#e6ab02",
+              "testpmd": "#1b9e77"}
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'font-family="sans-serif" font-size="11">',
            f'<text x="{left}" y="18" font-size="13">Mpps per case (median, whiskers min..max)</text>']
@@ -87,7 +92,7 @@ def fmt(value, scale=1.0, digits=3):
 
 
 def report(args):
-    runs_path, out_dir, testpmd, smoke, machine = args
+    runs_path, out_dir, smoke, machine = args
     runs = [json.loads(line) for line in Path(runs_path).read_text().splitlines() if line.strip()]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,6 +106,7 @@ def report(args):
             "traffic": first["traffic"], "workers": first["workers"],
             "tx_pps": spread([r["tx_pps"] for r in rs]),
             "rate_pps": spread([r["rate_pps"] for r in rs]),
+            "dut_rx_pps": spread([r["dut_rx_pps"] for r in rs]),
             "loss_ratio": spread([r["loss_ratio"] for r in rs]),
             "p50_us": spread([r["p50_us"] for r in rs]),
             "p99_us": spread([r["p99_us"] for r in rs]),
@@ -120,12 +126,19 @@ def report(args):
                 base = median(f"{other}/{traffic}/w{workers}")
                 if l4lb is not None and base:
                     ratios[f"{label} {traffic} w{workers}"] = l4lb / base
-    result = {"machine": machine, "testpmd": testpmd == "1", "runs": len(runs), "cases": cases,
-              "ratios": ratios}
+        xlb_macswap = median(f"xlb-macswap/udp/w{workers}")
+        testpmd_macswap = median(f"testpmd-macswap/udp/w{workers}")
+        if xlb_macswap is not None and testpmd_macswap:
+            ratios[f"xlb-macswap/testpmd-macswap udp w{workers}"] = xlb_macswap / testpmd_macswap
+    pktgen_tx, testpmd_tx = median("pktgen-tx/udp-1flow/w1"), median("testpmd-txonly/udp-1flow/w1")
+    if pktgen_tx is not None and testpmd_tx:
+        ratios["pktgen/testpmd-txonly tx"] = pktgen_tx / testpmd_tx
+    result = {"machine": machine, "runs": len(runs), "cases": cases, "ratios": ratios}
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
 
     lines = [f"Machine: {machine}. Median (min..max) over repetitions; rate = packets/s the sink "
-             "received (rxdrop: packets xlb took in). Ratios use medians of this run.", "",
+             "received (rxdrop: packets xlb took in; txonly: packets the generator sent). "
+             "Ratios use medians of this run.", "",
              "| case | generator TX Mpps | rate Mpps | loss | p50 µs | p99 µs |",
              "|---|---|---|---|---|---|"]
     for c in cases:
@@ -134,8 +147,6 @@ def report(args):
                      f'{fmt(c["p50_us"], 1, 1)} | {fmt(c["p99_us"], 1, 1)} |')
     lines += ["", "| ratio | value |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in ratios.items()]
-    if testpmd != "1":
-        lines += ["", "DPDK testpmd was not run: `dpdk-testpmd` is not installed."]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     svg(cases, out / "mpps.svg")
 

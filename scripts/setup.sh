@@ -12,6 +12,9 @@ PACKAGES=(
   # monitoring: `promtool check rules` on config/monitoring/xlb-alerts.yaml (Debian ships
   # promtool in the prometheus package)
   prometheus
+  # perf harness's DPDK peer: testpmd (dpdk-dev ships dpdk-testpmd; dpdk does not) and
+  # its AF_XDP driver
+  dpdk-dev librte-net-af-xdp23
 )
 
 missing=()

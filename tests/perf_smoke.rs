@@ -1,7 +1,9 @@
 //! The perf harness's smoke run, as root: `perf/run.sh --smoke` builds the generator ->
 //! device under test -> sink namespaces, runs a few seconds per case with this build's
-//! `xlb`, and fails unless every case moves packets and the result files are well
-//! formed. No timing is asserted.
+//! `xlb` and with DPDK testpmd (macswap as a device under test, txonly as a generator
+//! to compare `xlb pktgen` with), and fails unless every case moves packets and the
+//! result files are well formed. No timing is asserted. Needs `dpdk-testpmd`
+//! (`scripts/setup.sh` installs it).
 
 use std::process::Command;
 
@@ -41,10 +43,30 @@ fn perf_harness_smoke_run_moves_packets_in_every_case() {
     let results = std::fs::read_to_string(out_dir.join("results.json")).expect("results.json");
     let results: serde_json::Value = serde_json::from_str(&results).expect("results.json is JSON");
     let cases = results["cases"].as_array().expect("a list of cases");
-    assert!(cases.len() >= 7, "{results}");
+    for name in [
+        "xlb-l4lb-dsr/udp/w1",
+        "testpmd-macswap/udp/w1",
+        "pktgen-tx/udp-1flow/w1",
+        "testpmd-txonly/udp-1flow/w1",
+    ] {
+        assert!(
+            cases.iter().any(|case| case["case"] == name),
+            "no {name} in {results}"
+        );
+    }
     for case in cases {
         let rate = case["rate_pps"]["median"].as_f64().unwrap_or(0.0);
         assert!(rate > 0.0, "{} moved no packets", case["case"]);
+    }
+    for ratio in [
+        "l4lb/testpmd-macswap udp w1",
+        "xlb-macswap/testpmd-macswap udp w1",
+        "pktgen/testpmd-txonly tx",
+    ] {
+        assert!(
+            results["ratios"][ratio].as_f64().is_some(),
+            "no ratio {ratio} in {results}"
+        );
     }
     let markdown = std::fs::read_to_string(out_dir.join("results.md")).expect("results.md");
     assert!(markdown.contains("| xlb-l4lb-dsr/udp/w1 |"), "{markdown}");
