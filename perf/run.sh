@@ -192,7 +192,8 @@ start_sink() {
 stop_sink() { sleep 0.3; kill -INT "$SINK_PID"; wait_exit "$SINK_PID" 10 "the sink"; SINK_PID=; }
 
 # start_testpmd NS LOG LCORES IFACES TESTPMD_ARGS...: DPDK testpmd in NS with one AF_XDP
-# port per interface in IFACES (comma-separated), on queue 0. It runs interactive, reading commands from a FIFO this shell holds open, so it never reads EOF
+# port per interface in IFACES (comma-separated), on queue 0. It runs interactive, reading
+# commands from a FIFO this shell holds open, so it never reads EOF
 # and quits only when told; its stdout is line-buffered, else LOG stays at "Checking link
 # statuses..." until it exits. Returns once the ports are up and forwarding has started.
 # The `show port stats all` right after `start` is the baseline of the Tx-pps and Rx-pps
