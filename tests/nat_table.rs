@@ -678,3 +678,23 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn sweeps_free_idle_sessions_a_bounded_slice_at_a_time() {
+    // 1024 slots in one shard; each sweep visits 256 of them.
+    let table = NatSessionTable::new(config(vec![snat_v4()], (1024, 65535), 1024));
+    let backend = v4(198, 18, 1, 11);
+    for n in 0..300 {
+        let key = client_v4(n, UDP);
+        table
+            .outbound(&key, backend, 53, ReplyPath::default(), flow_hash(&key), 1)
+            .unwrap();
+    }
+    assert_eq!(table.sweep(UDP_IDLE, 256), 0, "nothing is idle yet");
+    let freed: Vec<usize> = (0..4).map(|_| table.sweep(UDP_IDLE + 1, 256)).collect();
+    // The cursor went round once (to where the first sweep began) and freed each
+    // session exactly once, however the sessions lie in the slab.
+    assert_eq!(freed.iter().sum::<usize>(), 300, "{freed:?}");
+    assert!(freed.iter().all(|&n| n <= 256), "{freed:?}");
+    assert!(table.is_empty());
+}

@@ -392,6 +392,8 @@ struct Shard {
     /// Next-fit allocation cursor over (address, port) candidates, per family
     /// (0: IPv4, 1: IPv6). Next-fit reuses a port as late as possible.
     cursors: [usize; 2],
+    /// Where the next expiry sweep resumes.
+    sweep_cursor: usize,
     counters: ShardCounters,
 }
 
@@ -419,6 +421,7 @@ impl Shard {
             by_client: SlotIndex::with_room_for(capacity),
             by_reply: SlotIndex::with_room_for(capacity),
             cursors: [0; 2],
+            sweep_cursor: 0,
             counters: ShardCounters::default(),
         }
     }
@@ -551,9 +554,17 @@ impl Shard {
         Ok(binding)
     }
 
-    fn expire(&mut self, now_ms: u64, timeouts: &Timeouts) -> usize {
+    /// Frees the expired sessions among the next `budget` slots, resuming where the last
+    /// sweep stopped.
+    fn expire(&mut self, now_ms: u64, timeouts: &Timeouts, budget: usize) -> usize {
+        let slots = self.sessions.len();
+        if self.live == 0 || slots == 0 {
+            return 0;
+        }
         let mut expired = 0;
-        for slot in 0..self.sessions.len() as u32 {
+        for _ in 0..budget.min(slots) {
+            let slot = self.sweep_cursor as u32;
+            self.sweep_cursor = (self.sweep_cursor + 1) % slots;
             if self
                 .session(slot)
                 .is_some_and(|session| session.is_expired(now_ms, timeouts))
@@ -738,9 +749,21 @@ impl NatSessionTable {
     /// Removes sessions idle past their timeout and frees their ports; returns how
     /// many. Off the fast path: it scans every shard under its write lock.
     pub fn expire(&self, now_ms: u64) -> usize {
+        self.sweep(now_ms, usize::MAX)
+    }
+
+    /// Frees expired sessions among the next `slots_per_shard` slots of every shard,
+    /// resuming where the last sweep stopped: the periodic housekeeping, which must hold
+    /// each shard's lock only briefly (a full sweep of a million sessions under the
+    /// locks stalled the workers' NAT lookups).
+    pub fn sweep(&self, now_ms: u64, slots_per_shard: usize) -> usize {
         self.shards
             .iter()
-            .map(|shard| shard.write().expire(now_ms, &self.timeouts))
+            .map(|shard| {
+                shard
+                    .write()
+                    .expire(now_ms, &self.timeouts, slots_per_shard)
+            })
             .sum()
     }
 

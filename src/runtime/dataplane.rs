@@ -45,6 +45,9 @@ const REFRESH_TIMEOUT: Duration = Duration::from_millis(100);
 const REFRESH_PERIOD: Duration = Duration::from_secs(5);
 /// How often lingering associations and idle NAT sessions are freed.
 const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(250);
+/// NAT session slots each shard's expiry sweep visits per housekeeping round: the
+/// largest tables (64 shards) are swept about once a second, a lock hold at a time.
+const NAT_SWEEP_SLOTS: usize = 4096;
 /// UMEM frames per socket: enough for the fill ring plus a full TX ring in flight.
 const FRAMES_PER_RING: u32 = 2;
 
@@ -462,7 +465,7 @@ impl Dataplane {
     pub fn housekeeping(&self) {
         let now_ms = self.epoch.elapsed().as_millis() as u64;
         self.shared.sctp.expire(now_ms);
-        self.shared.nat.expire(now_ms);
+        self.shared.nat.sweep(now_ms, NAT_SWEEP_SLOTS);
     }
 
     fn stop_workers(&mut self) {
