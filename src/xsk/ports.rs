@@ -17,7 +17,7 @@ use xsk_rs::config::{
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use super::error::{is_permission_error, XskError};
-use super::sys::{interface_index, poll_readable, rx_queue_count, socket_is_zero_copy};
+use super::sys::{interface_index, kick_tx, poll_readable, rx_queue_count, socket_is_zero_copy};
 use super::{BatchPorts, BatchStats, SocketMode, ZeroCopy};
 use crate::pipeline::batch::{PacketBuf, MAX_BATCH};
 use crate::pipeline::verdict::{PortId, Verdict};
@@ -367,9 +367,7 @@ fn flush_tx(sockets: &mut [PortSocket], umems: &mut [UmemPool], stats: &mut Batc
             socket.tx_staged.clear();
         }
         if socket.tx_in_flight > 0 && socket.tx.needs_wakeup() {
-            // ENOBUFS/EAGAIN/EBUSY are swallowed by xsk-rs; anything else shows up as
-            // frames that never complete, which the counters reveal.
-            let _ = socket.tx.wakeup();
+            kick_tx(socket.tx.fd().as_raw_fd(), socket.tx_in_flight);
             stats.wakeups += 1;
         }
     }

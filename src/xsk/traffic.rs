@@ -10,7 +10,7 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 
 use super::error::XskError;
 use super::ports::{bind, bind_error, check_spec, is_fatal, new_umem, socket_mode};
-use super::sys::poll_readable;
+use super::sys::{kick_tx, poll_readable};
 use super::{SocketMode, SocketSpec, ZeroCopy};
 use crate::pipeline::batch::MAX_BATCH;
 
@@ -141,9 +141,7 @@ impl TrafficPort {
             self.tx_in_flight += sent as u32;
         }
         if self.tx_in_flight > 0 && self.tx.needs_wakeup() {
-            // ENOBUFS/EAGAIN/EBUSY are swallowed by xsk-rs; a frame that never
-            // completes shows up as a lower sent count.
-            let _ = self.tx.wakeup();
+            kick_tx(self.tx.fd().as_raw_fd(), self.tx_in_flight);
         }
         room
     }
