@@ -698,3 +698,33 @@ fn sweeps_free_idle_sessions_a_bounded_slice_at_a_time() {
     assert!(freed.iter().all(|&n| n <= 256), "{freed:?}");
     assert!(table.is_empty());
 }
+
+#[test]
+fn a_full_port_pool_refuses_until_a_session_leaves_and_other_pools_are_unaffected() {
+    // One shard owning 1000 ports: more than one search probes, so fullness is counted.
+    let table = NatSessionTable::new(config(vec![snat_v4()], (2000, 2999), 2000));
+    let backend = v4(198, 18, 1, 11);
+    let open = |n: u32, port: u16, now: u64| {
+        let key = client_v4(n, UDP);
+        table.outbound(
+            &key,
+            backend,
+            port,
+            ReplyPath::default(),
+            flow_hash(&key),
+            now,
+        )
+    };
+    for n in 0..1000 {
+        open(n, 53, 0).unwrap();
+    }
+    for n in 1000..1100 {
+        assert_eq!(open(n, 53, 1), Err(DropReason::NatPortsExhausted));
+    }
+    assert_eq!(table.stats().ports_exhausted, 100);
+    // The same backend on another port is another pool, with all its ports.
+    assert!(open(2000, 80, 1).is_ok());
+    // Everything from time 0 expires; the pool takes new sessions again.
+    assert_eq!(table.expire(UDP_IDLE), 1000);
+    assert!(open(3000, 53, UDP_IDLE).is_ok());
+}

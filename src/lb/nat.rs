@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam::utils::CachePadded;
 use parking_lot::RwLock;
+use rustc_hash::FxHashMap;
 
 use crate::pipeline::verdict::DropReason;
 
@@ -394,7 +395,29 @@ struct Shard {
     cursors: [usize; 2],
     /// Where the next expiry sweep resumes.
     sweep_cursor: usize,
+    /// Live sessions per port pool: a full pool refuses a new session at once, so a flood
+    /// of new flows towards it costs a lookup each, not up to [`MAX_PORT_PROBES`] probes
+    /// under the shard's lock.
+    pool_sessions: FxHashMap<PoolKey, u32>,
     counters: ShardCounters,
+}
+
+/// One pool of SNAT ports: ports are unique per backend transport address and protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct PoolKey {
+    backend: IpAddr,
+    backend_port: u16,
+    proto: u8,
+}
+
+impl PoolKey {
+    fn of(session: &Session) -> Self {
+        PoolKey {
+            backend: session.binding.backend,
+            backend_port: session.binding.backend_port,
+            proto: session.key.proto,
+        }
+    }
 }
 
 fn client_hash_of(sessions: &[Option<Session>], slot: u32) -> u64 {
@@ -422,6 +445,7 @@ impl Shard {
             by_reply: SlotIndex::with_room_for(capacity),
             cursors: [0; 2],
             sweep_cursor: 0,
+            pool_sessions: FxHashMap::default(),
             counters: ShardCounters::default(),
         }
     }
@@ -459,7 +483,13 @@ impl Shard {
         let shard = self.index;
         let addresses = plan.addresses_for(&backend);
         let candidates = addresses.len() * plan.ports_in_shard(shard);
-        if candidates == 0 {
+        let pool = PoolKey {
+            backend,
+            backend_port,
+            proto,
+        };
+        let in_use = self.pool_sessions.get(&pool).map_or(0, |&n| n as usize);
+        if in_use >= candidates {
             return None;
         }
         let family = usize::from(backend.is_ipv6());
@@ -487,6 +517,7 @@ impl Shard {
     fn insert(&mut self, session: Session) -> Option<u32> {
         let slot = self.free_slots.pop()?;
         let (client_hash, reply_hash) = (session.client_hash, session.reply_hash);
+        *self.pool_sessions.entry(PoolKey::of(&session)).or_insert(0) += 1;
         *self.sessions.get_mut(slot as usize)? = Some(session);
         self.by_client.insert(client_hash, slot);
         self.by_reply.insert(reply_hash, slot);
@@ -499,6 +530,13 @@ impl Shard {
             return;
         };
         let (client_hash, reply_hash) = (session.client_hash, session.reply_hash);
+        let pool = PoolKey::of(session);
+        if let Some(count) = self.pool_sessions.get_mut(&pool) {
+            *count -= 1;
+            if *count == 0 {
+                self.pool_sessions.remove(&pool);
+            }
+        }
         let sessions = &self.sessions;
         self.by_client
             .remove(client_hash, slot, |other| client_hash_of(sessions, other));
