@@ -595,10 +595,10 @@ impl Shard {
     /// Frees the expired sessions among the next `budget` slots, resuming where the last
     /// sweep stopped.
     fn expire(&mut self, now_ms: u64, timeouts: &Timeouts, budget: usize) -> usize {
-        let slots = self.sessions.len();
-        if self.live == 0 || slots == 0 {
+        if self.live == 0 {
             return 0;
         }
+        let slots = self.sessions.len();
         let mut expired = 0;
         for _ in 0..budget.min(slots) {
             let slot = self.sweep_cursor as u32;

@@ -16,9 +16,8 @@ use core::net::IpAddr;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::collections::HashMap;
 
-use foldhash::fast::RandomState;
-
 use arrayvec::ArrayVec;
+use foldhash::fast::RandomState;
 use parking_lot::{Mutex, RwLock};
 
 use crate::pipeline::verdict::DropReason;

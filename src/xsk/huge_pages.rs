@@ -101,7 +101,7 @@ impl<T> Drop for HugePageSlice<T> {
     }
 }
 
-impl<T: std::fmt::Debug> std::fmt::Debug for HugePageSlice<T> {
+impl<T> std::fmt::Debug for HugePageSlice<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HugePageSlice")
             .field("len", &self.len)
@@ -123,7 +123,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_slice_maps_one_page() {
+    fn a_zero_length_slice_maps_and_unmaps() {
         let table = HugePageSlice::<u32>::zeroed(0).unwrap();
         assert!(table.is_empty());
     }
