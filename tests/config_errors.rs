@@ -101,6 +101,7 @@ fn cases() -> Vec<Case> {
         case("maglev size too large", "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\n  maglev_table_size: »4294967291\n", "dataplane.maglev_table_size: 4294967291 is not a prime up to 16777216"),
         case("maglev size too small", format!("version: 1\ndataplane:\n  interfaces: [{{ name: eth1 }}]\n  maglev_table_size: »13\nservices:\n  - name: svc\n{TCP_DSR}    backends:\n      - {{ name: a, address: 198.18.1.11 }}\n      - {{ name: b, address: 198.18.1.12 }}\n"), "dataplane.maglev_table_size: 13 is too small: service `svc` has 2 backends and Maglev needs at least 10 slots per backend (20;"),
         case("gue port zero", "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\n  encapsulation: { gue_port: »0 }\n", "dataplane.encapsulation.gue_port: port 0 cannot be a GUE destination port"),
+        case("nat unanswered timeout of 0", "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\n  nat: { unanswered_idle: »0s }\n", "dataplane.nat.unanswered_idle: 0 frees every NAT session"),
         case("nat port range reversed", "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\n  nat: { port_range: »[2000, 1024] }\n", "dataplane.nat.port_range: [2000, 1024] is not a port range"),
         // Service semantics.
         case("duplicate service name", format!("{HEAD}{WEB}  - name: »web\n    vips: [198.18.100.11]\n    protocol: tcp\n    ports: [80]\n    forwarding: dsr\n    backends: [{{ name: a, address: 198.18.1.11 }}]\n"), "services[1].name: service `web` is already defined at services[0]"),
@@ -229,6 +230,7 @@ fn the_example_parses_and_spells_out_the_defaults() {
     assert_eq!(d.metrics_listen.to_string(), "127.0.0.1:9781");
     assert_eq!(d.encapsulation.gue_port, 6080);
     assert_eq!(d.nat.port_range, (1024, 65535));
+    assert_eq!(d.nat.unanswered_idle, Duration::from_secs(10));
 
     let web = &example.services[0];
     assert_eq!(web.source_ranges.len(), 2);

@@ -109,6 +109,7 @@ fn fixture() -> Fixture {
             tcp_idle_ms: 60_000,
             udp_idle_ms: 60_000,
             tcp_closing_ms: 1_000,
+            unanswered_idle_ms: 10_000,
         }),
     };
     let amf = ids["amf-1"];

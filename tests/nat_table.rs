@@ -40,6 +40,8 @@ fn config(addresses: Vec<IpAddr>, port_range: (u16, u16), capacity: usize) -> Na
         tcp_idle_ms: TCP_IDLE,
         udp_idle_ms: UDP_IDLE,
         tcp_closing_ms: TCP_CLOSING,
+        // As long as the longest idle time: only the test of the rule shortens it.
+        unanswered_idle_ms: TCP_IDLE,
     }
 }
 
@@ -352,6 +354,50 @@ fn close_shortens_a_tcp_session_and_later_packets_do_not_revive_it() {
     assert_eq!(table.expire(100 + TCP_CLOSING), 1);
     assert_eq!(reply(&table, &b, TCP, 100 + TCP_CLOSING), None);
     assert_eq!(table.len(), 1, "the open session stays");
+}
+
+#[test]
+fn unanswered_sessions_expire_early_and_a_reply_gives_the_full_idle_time() {
+    const UNANSWERED: u64 = 1_000;
+    let table = NatSessionTable::new(NatConfig {
+        unanswered_idle_ms: UNANSWERED,
+        ..config(vec![snat_v4()], (1024, 65535), 1 << 12)
+    });
+    let backend = v4(198, 18, 1, 11);
+    let open = |key: &NatKey, now: u64| {
+        table
+            .outbound(key, backend, 80, ReplyPath::default(), flow_hash(key), now)
+            .unwrap()
+    };
+    let syn_only = client_v4(1, TCP);
+    let retrying = client_v4(2, TCP);
+    let answered = client_v4(3, TCP);
+    let one_way_udp = client_v4(4, UDP);
+    open(&syn_only, 0);
+    open(&retrying, 0);
+    let b = open(&answered, 0);
+    open(&one_way_udp, 0);
+    assert_eq!(reply(&table, &b, TCP, 10), Some(answered));
+    // Client packets after the reply keep the session answered.
+    open(&answered, 20);
+    // A retransmitted SYN keeps its session, still unanswered.
+    open(&retrying, UNANSWERED - 1);
+
+    assert_eq!(table.expire(UNANSWERED - 1), 0);
+    assert_eq!(
+        table.expire(UNANSWERED),
+        2,
+        "the lone SYN and the one-way UDP flow"
+    );
+    assert_eq!(table.expire(2 * UNANSWERED - 2), 0);
+    assert_eq!(table.expire(2 * UNANSWERED - 1), 1, "the retried SYN");
+    assert_eq!(table.expire(20 + TCP_IDLE - 1), 0);
+    assert_eq!(
+        table.expire(20 + TCP_IDLE),
+        1,
+        "the answered flow lasts its idle time"
+    );
+    assert!(table.is_empty());
 }
 
 #[test]

@@ -90,6 +90,7 @@ impl Harness {
                 tcp_idle_ms: 60_000,
                 udp_idle_ms: 60_000,
                 tcp_closing_ms: 1_000,
+                unanswered_idle_ms: 10_000,
             }),
         };
         let timeouts = FlowTimeouts {

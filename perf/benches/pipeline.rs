@@ -79,6 +79,7 @@ impl Bench {
                     tcp_idle_ms: 1000,
                     udp_idle_ms: 1000,
                     tcp_closing_ms: 1000,
+                    unanswered_idle_ms: 10_000,
                 }),
             },
             worker: WorkerState {

@@ -308,6 +308,12 @@ pub struct NatConfig {
     pub addresses: Vec<IpAddr>,
     /// First and last source port handed out, as `[first, last]`.
     pub port_range: (u16, u16),
+    /// A session its backend never answered (an unanswered SYN, one-way UDP) is freed
+    /// after this long without a packet, when that is shorter than the protocol's
+    /// idle time, so a SYN flood holds its ports for seconds, not for `tcp_idle`.
+    #[serde(deserialize_with = "text::duration")]
+    #[schemars(schema_with = "text::duration_schema")]
+    pub unanswered_idle: Duration,
 }
 
 impl Default for NatConfig {
@@ -315,6 +321,7 @@ impl Default for NatConfig {
         NatConfig {
             addresses: Vec::new(),
             port_range: (1024, 65535),
+            unanswered_idle: Duration::from_secs(10),
         }
     }
 }

@@ -182,6 +182,12 @@ fn check_dataplane(dataplane: &Dataplane, services: &[Service], at: &FieldPath) 
             ),
         );
     }
+    if dataplane.nat.unanswered_idle.is_zero() {
+        return problem(
+            at.key("nat").key("unanswered_idle"),
+            "0 frees every NAT session before its backend can answer; give a duration like 10s",
+        );
+    }
     Ok(())
 }
 

@@ -161,6 +161,7 @@ pub fn explain(
             tcp_idle_ms: 1000,
             udp_idle_ms: 1000,
             tcp_closing_ms: 1000,
+            unanswered_idle_ms: 1000,
         }),
     };
     let mut worker = WorkerState {

@@ -42,6 +42,11 @@ const MIN_SESSIONS_PER_SHARD: usize = 1024;
 const MAX_PORT_PROBES: usize = 256;
 /// Bit of a session's last-seen word set once a TCP FIN or RST was seen.
 const CLOSING: u64 = 1 << 63;
+/// Bit of a session's last-seen word set once the backend answered. Below [`CLOSING`],
+/// so closing still wins the `fetch_max`.
+const ANSWERED: u64 = 1 << 62;
+/// The flag bits of a last-seen word; the rest is milliseconds.
+const FLAGS: u64 = CLOSING | ANSWERED;
 /// IP protocol number of TCP; every other protocol uses the UDP idle timeout.
 const IPPROTO_TCP: u8 = 6;
 
@@ -60,6 +65,10 @@ pub struct NatConfig {
     pub udp_idle_ms: u64,
     /// A TCP session lives this long after its last FIN or RST.
     pub tcp_closing_ms: u64,
+    /// A session the backend never answered is expired after this long without a
+    /// packet, if that is shorter than its protocol's idle time: a SYN flood then
+    /// holds its SNAT ports for seconds, not for the TCP idle time.
+    pub unanswered_idle_ms: u64,
 }
 
 /// Client side of a session: what the client sent to.
@@ -169,6 +178,7 @@ struct Timeouts {
     tcp_idle: u64,
     udp_idle: u64,
     tcp_closing: u64,
+    unanswered_idle: u64,
 }
 
 /// One NAT session, stored in its shard's slab.
@@ -179,9 +189,10 @@ struct Session {
     reply_path: ReplyPath,
     client_hash: u64,
     reply_hash: u64,
-    /// Milliseconds of the last packet, or of the last FIN/RST with [`CLOSING`] set.
-    /// Only ever raised (`fetch_max`), so workers with slightly different clocks
-    /// cannot move it back, and a closing session is not revived by late packets.
+    /// Milliseconds of the last packet, or of the last FIN/RST with [`CLOSING`] set;
+    /// [`ANSWERED`] once a reply came back. Only ever raised (`fetch_max`), so workers
+    /// with slightly different clocks cannot move it back, a closing session is not
+    /// revived by late packets, and neither flag is ever lost to a refresh.
     last_seen: AtomicU64,
 }
 
@@ -189,28 +200,47 @@ impl Session {
     #[inline]
     fn refresh(&self, now_ms: u64) {
         // Read first: most packets of a flow land in the same millisecond, and a
-        // plain load keeps the cache line shared between workers.
-        if self.last_seen.load(Ordering::Relaxed) < now_ms {
-            self.last_seen.fetch_max(now_ms, Ordering::Relaxed);
+        // plain load keeps the cache line shared between workers. ANSWERED is carried
+        // over; a closing word is larger than anything written here, so it stays.
+        let word = self.last_seen.load(Ordering::Relaxed);
+        if word & !FLAGS < now_ms {
+            self.last_seen
+                .fetch_max(word & ANSWERED | now_ms, Ordering::Relaxed);
+        }
+    }
+
+    /// A reply from the backend: refreshes the session and marks it answered (not a
+    /// closing one, which nothing revives).
+    #[inline]
+    fn answer(&self, now_ms: u64) {
+        let word = self.last_seen.load(Ordering::Relaxed);
+        if word < ANSWERED | now_ms {
+            self.last_seen
+                .fetch_max(ANSWERED | now_ms, Ordering::Relaxed);
         }
     }
 
     #[inline]
     fn close(&self, now_ms: u64) {
         self.last_seen
-            .fetch_max(CLOSING | (now_ms & !CLOSING), Ordering::Relaxed);
+            .fetch_max(CLOSING | (now_ms & !FLAGS), Ordering::Relaxed);
     }
 
     fn is_expired(&self, now_ms: u64, timeouts: &Timeouts) -> bool {
         let word = self.last_seen.load(Ordering::Relaxed);
-        let timeout = if word & CLOSING != 0 {
-            timeouts.tcp_closing
-        } else if self.key.proto == IPPROTO_TCP {
+        let idle = if self.key.proto == IPPROTO_TCP {
             timeouts.tcp_idle
         } else {
             timeouts.udp_idle
         };
-        now_ms.saturating_sub(word & !CLOSING) >= timeout
+        let timeout = if word & CLOSING != 0 {
+            timeouts.tcp_closing
+        } else if word & ANSWERED == 0 {
+            idle.min(timeouts.unanswered_idle)
+        } else {
+            idle
+        };
+        now_ms.saturating_sub(word & !FLAGS) >= timeout
     }
 
     #[inline]
@@ -583,7 +613,7 @@ impl Shard {
             reply_path,
             client_hash,
             reply_hash,
-            last_seen: AtomicU64::new(now_ms & !CLOSING),
+            last_seen: AtomicU64::new(now_ms & !FLAGS),
         };
         if self.insert(session).is_none() {
             self.counters.table_full += 1;
@@ -664,6 +694,7 @@ impl NatSessionTable {
                 tcp_idle: config.tcp_idle_ms,
                 udp_idle: config.udp_idle_ms,
                 tcp_closing: config.tcp_closing_ms,
+                unanswered_idle: config.unanswered_idle_ms,
             },
         }
     }
@@ -738,7 +769,8 @@ impl NatSessionTable {
     }
 
     /// Backend -> SNAT packet: the client key to restore and the path back to the
-    /// client, or None (caller drops as NatNoSession). Keeps the session alive.
+    /// client, or None (caller drops as NatNoSession). Keeps the session alive and
+    /// marks it answered.
     pub fn inbound(
         &self,
         backend: IpAddr,
@@ -761,7 +793,7 @@ impl NatSessionTable {
         let session = shard
             .find_reply(&reply, hash)
             .and_then(|slot| shard.session(slot))?;
-        session.refresh(now_ms);
+        session.answer(now_ms);
         Some((session.key, session.reply_path))
     }
 
@@ -888,6 +920,7 @@ mod tests {
             tcp_idle_ms: 1_000,
             udp_idle_ms: 300,
             tcp_closing_ms: 50,
+            unanswered_idle_ms: 1_000,
         }
     }
 

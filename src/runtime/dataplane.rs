@@ -207,6 +207,7 @@ impl Dataplane {
                 tcp_idle_ms: d.flow_table.tcp_idle.as_millis() as u64,
                 udp_idle_ms: d.flow_table.udp_idle.as_millis() as u64,
                 tcp_closing_ms: d.flow_table.tcp_closing.as_millis() as u64,
+                unanswered_idle_ms: d.nat.unanswered_idle.as_millis() as u64,
             }),
         });
         let stop = Arc::new(AtomicBool::new(false));
