@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -82,10 +83,14 @@ pub struct ServiceEntry {
     pub source_ranges: Vec<ipnet::IpNet>,
     /// Whether `source_ranges` hold both default routes: the ACL then costs nothing.
     pub admits_all: bool,
-    /// Maglev ring over `backend_ids` (slot value = index into `backend_ids`).
-    pub maglev: MaglevTable,
+    /// Maglev ring over `backend_ids` (slot value = index into `backend_ids`); shared
+    /// with the generations before when its inputs did not change.
+    pub maglev: Arc<MaglevTable>,
     /// Backends in config order; Maglev indexes this list.
     pub backend_ids: Vec<BackendId>,
+    /// What `maglev` was built from: each backend's name and the weight it had in the
+    /// ring (0 when it takes no new flows), in config order.
+    ring: Vec<(String, u32)>,
 }
 
 impl ServiceEntry {
@@ -102,6 +107,15 @@ impl ServiceEntry {
     pub fn admits(&self, client: &IpAddr) -> bool {
         self.admits_all || self.source_ranges.iter().any(|net| net.contains(client))
     }
+}
+
+/// Whether a ring built from `old` inputs is the one `new` would build.
+fn same_ring(old: &[(String, u32)], new: &[MaglevBackend<'_>]) -> bool {
+    old.len() == new.len()
+        && old
+            .iter()
+            .zip(new)
+            .all(|((name, weight), b)| name == b.name && *weight == b.weight)
 }
 
 /// Key of the VIP:port:protocol -> service index, packed into three integers: hashing an
@@ -172,11 +186,13 @@ impl Snapshot {
         down: &DownBackends,
     ) -> Result<Snapshot, SnapshotError> {
         let mut old_ids: FxHashMap<(&str, &str, IpAddr), BackendId> = FxHashMap::default();
+        let mut old_services: FxHashMap<&str, &ServiceEntry> = FxHashMap::default();
         if let Some(prev) = previous {
             for b in prev.backends.iter().flatten() {
                 let service = prev.services[b.service as usize].name.as_str();
                 old_ids.insert((service, b.name.as_str(), b.address), b.id);
             }
+            old_services.extend(prev.services.iter().map(|s| (s.name.as_str(), s)));
         }
         // New backends take ids that were free in the previous generation too, so a
         // flow still pinned to a just-removed backend never lands on a newcomer.
@@ -230,13 +246,21 @@ impl Snapshot {
                 backends[id as usize] = Some(entry);
                 ids.push(id);
             }
-            let maglev =
-                maglev::build(&ring, table.dataplane.maglev_table_size).map_err(|source| {
+            let size = table.dataplane.maglev_table_size;
+            // A reload or a health change usually touches few services: the others keep
+            // their table instead of paying a Maglev build (about a millisecond) each.
+            let unchanged = old_services
+                .get(service.name.as_str())
+                .filter(|old| old.maglev.size() == size && same_ring(&old.ring, &ring));
+            let maglev = match unchanged {
+                Some(old) => old.maglev.clone(),
+                None => Arc::new(maglev::build(&ring, size).map_err(|source| {
                     SnapshotError::Maglev {
                         service: service.name.clone(),
                         source,
                     }
-                })?;
+                })?),
+            };
             for vip in &service.vips {
                 vips.insert(*vip);
                 for port in &service.ports {
@@ -261,6 +285,7 @@ impl Snapshot {
                     }),
                 maglev,
                 backend_ids: ids,
+                ring: ring.iter().map(|b| (b.name.to_owned(), b.weight)).collect(),
             });
         }
         // xlb owns its SNAT addresses too: it answers ARP/NDP and echo for them.
@@ -376,5 +401,128 @@ impl NextHopResolver for StaticResolver {
             .get(port as usize)
             .copied()
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    /// Services `web` (b1..b3) and `dns` (d1, d2); `edit` changes the YAML text.
+    fn table(edit: impl Fn(String) -> String) -> ServiceTable {
+        let yaml = r#"version: 1
+dataplane:
+  interfaces: [{ name: eth0 }]
+  maglev_table_size: 1009
+services:
+  - name: web
+    vips: [198.18.100.10]
+    protocol: tcp
+    ports: [80]
+    forwarding: dsr
+    backends:
+      - { name: b1, address: 198.18.1.11 }
+      - { name: b2, address: 198.18.1.12 }
+      - { name: b3, address: 198.18.1.13 }
+  - name: dns
+    vips: [198.18.100.53]
+    protocol: udp
+    ports: [53]
+    forwarding: dsr
+    backends:
+      - { name: d1, address: 198.18.1.21 }
+      - { name: d2, address: 198.18.1.22 }
+"#;
+        config::parse(&edit(yaml.to_owned()), "t.yaml").expect("valid")
+    }
+
+    fn build(table: &ServiceTable, previous: Option<&Snapshot>, down: &DownBackends) -> Snapshot {
+        let resolver = StaticResolver {
+            port_macs: vec![[0; 6]],
+            egress: 0,
+        };
+        let generation = previous.map_or(1, |p| p.generation() + 1);
+        Snapshot::build(table, generation, previous, &resolver, down).expect("snapshot")
+    }
+
+    /// Whether service `index` of `new` shares its Maglev table with `old`'s.
+    fn shares_table(old: &Snapshot, new: &Snapshot, index: usize) -> bool {
+        Arc::ptr_eq(&old.services()[index].maglev, &new.services()[index].maglev)
+    }
+
+    #[test]
+    fn a_reload_rebuilds_only_the_rings_whose_inputs_changed() {
+        let none = DownBackends::new();
+        let gen1 = build(&table(|y| y), None, &none);
+        let same = build(&table(|y| y), Some(&gen1), &none);
+        assert!(shares_table(&gen1, &same, 0) && shares_table(&gen1, &same, 1));
+
+        let weighted = build(
+            &table(|y| {
+                y.replace(
+                    "name: b2, address: 198.18.1.12",
+                    "name: b2, address: 198.18.1.12, weight: 300",
+                )
+            }),
+            Some(&same),
+            &none,
+        );
+        assert!(!shares_table(&same, &weighted, 0), "a weight changed");
+        assert!(shares_table(&same, &weighted, 1), "dns did not change");
+
+        let draining = build(
+            &table(|y| {
+                y.replace(
+                    "name: d2, address: 198.18.1.22",
+                    "name: d2, address: 198.18.1.22, state: drain",
+                )
+            }),
+            Some(&gen1),
+            &none,
+        );
+        assert!(
+            !shares_table(&gen1, &draining, 1),
+            "a drained backend leaves the ring"
+        );
+
+        let down = DownBackends::from([("web".to_owned(), "b3".to_owned())]);
+        let b3_down = build(&table(|y| y), Some(&gen1), &down);
+        assert!(!shares_table(&gen1, &b3_down, 0), "a backend went down");
+        assert!(shares_table(&gen1, &b3_down, 1));
+    }
+
+    #[test]
+    fn a_reordered_backend_list_gets_a_ring_indexing_the_new_order() {
+        let none = DownBackends::new();
+        let gen1 = build(&table(|y| y), None, &none);
+        // b1 and b3 swap places in the list.
+        let reordered = build(
+            &table(|y| {
+                y.replace(
+                    "name: b1, address: 198.18.1.11",
+                    "name: b9, address: 198.18.1.19",
+                )
+                .replace(
+                    "name: b3, address: 198.18.1.13",
+                    "name: b1, address: 198.18.1.11",
+                )
+                .replace(
+                    "name: b9, address: 198.18.1.19",
+                    "name: b3, address: 198.18.1.13",
+                )
+            }),
+            Some(&gen1),
+            &none,
+        );
+        assert!(!shares_table(&gen1, &reordered, 0));
+        // Slots index the list, so the same hash still reaches the same backend by name.
+        let name = |s: &Snapshot, hash: u64| {
+            let id = s.services()[0].select(hash).expect("a backend");
+            s.backend(id).expect("known").name.clone()
+        };
+        for hash in (0..64u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)) {
+            assert_eq!(name(&gen1, hash), name(&reordered, hash));
+        }
     }
 }
