@@ -1,8 +1,16 @@
 //! Criterion benchmarks of `lb::maglev`: table build for N = 10/100/1000 backends at M = 65537
-//! (target ≤ 1 ms for N = 1000; the paper's figure is 1.8 ms) and per-packet lookup.
+//! (target ≤ 1 ms for N = 1000; the paper's figure is 1.8 ms), per-packet lookup, and the
+//! snapshot rebuild of a reload that changes one service of 100.
+
+use std::fmt::Write;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use xlb::config::{self, ServiceTable};
 use xlb::lb::maglev::{build, MaglevBackend, DEFAULT_SIZE};
+use xlb::lb::snapshot::{DownBackends, Snapshot, StaticResolver};
+
+/// Services in the reload benchmark, each with 10 backends.
+const SERVICES: usize = 100;
 
 /// Hashes looked up per iteration, so the figure reads as ns per lookup.
 const LOOKUPS: usize = 1024;
@@ -60,5 +68,54 @@ fn maglev_lookup(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, maglev_build, maglev_lookup);
+/// `SERVICES` TCP services of 10 backends each; `weight` is the first backend's weight.
+fn service_table(weight: u32) -> ServiceTable {
+    let mut yaml =
+        String::from("version: 1\ndataplane:\n  interfaces: [{ name: eth0 }]\nservices:\n");
+    for service in 0..SERVICES {
+        let _ = write!(
+            yaml,
+            "  - name: s{service}\n    vips: [198.18.{}.{}]\n    protocol: tcp\n    ports: [80]\n    forwarding: dsr\n    backends:\n",
+            100 + service / 200,
+            1 + service % 200
+        );
+        for backend in 0..10 {
+            let weight = if service == 0 && backend == 0 {
+                weight
+            } else {
+                100
+            };
+            let _ = writeln!(
+                yaml,
+                "      - {{ name: b{backend}, address: 198.18.1.{}, weight: {weight} }}",
+                10 + backend
+            );
+        }
+    }
+    config::parse(&yaml, "bench.yaml").expect("valid table")
+}
+
+/// A reload that changes one backend's weight in one service of 100: only that ring is
+/// rebuilt; "from scratch" is the same table with no previous generation.
+fn snapshot_rebuild(c: &mut Criterion) {
+    let resolver = StaticResolver {
+        port_macs: vec![[0; 6]],
+        egress: 0,
+    };
+    let down = DownBackends::new();
+    let before = service_table(100);
+    let after = service_table(300);
+    let previous = Snapshot::build(&before, 1, None, &resolver, &down).expect("snapshot");
+    let mut group = c.benchmark_group("snapshot_rebuild");
+    group.sample_size(20);
+    group.bench_function("100_services_one_changed", |b| {
+        b.iter(|| Snapshot::build(black_box(&after), 2, Some(&previous), &resolver, &down))
+    });
+    group.bench_function("100_services_from_scratch", |b| {
+        b.iter(|| Snapshot::build(black_box(&after), 2, None, &resolver, &down))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, maglev_build, maglev_lookup, snapshot_rebuild);
 criterion_main!(benches);
