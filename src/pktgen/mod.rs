@@ -6,15 +6,15 @@
 
 pub mod frames;
 pub mod pace;
+pub mod progress;
 pub mod receive;
 pub mod report;
 pub mod stamp;
 pub mod traffic;
 
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -23,10 +23,14 @@ use crate::xsk::{
     monotonic_ns, SocketSpec, SteeringProgram, TrafficPort, XdpMode, XskError, ZeroCopy,
 };
 use pace::TokenBucket;
+use progress::{Display, Goal, Progress};
 use receive::RxCounters;
 pub use report::PktgenReport;
 use report::{rate, RxSummary, TxSummary};
 use traffic::{FrameWriter, Proto, SizeMix, TrafficSpec};
+
+/// How long a sender runs when given neither `--duration` nor `--count`.
+const DEFAULT_SECONDS: f64 = 10.0;
 
 /// Arguments of `xlb pktgen`.
 #[derive(Clone, Debug, clap::Args)]
@@ -185,15 +189,6 @@ pub enum PktgenError {
     /// A sender or receiver thread panicked.
     #[error("pktgen: the {0} thread panicked")]
     ThreadPanicked(&'static str),
-}
-
-/// Live counters of one thread, read by the progress line.
-#[derive(Default)]
-struct Progress {
-    sent: AtomicU64,
-    received: AtomicU64,
-    /// The sender has stopped sending (it may still be receiving).
-    done_sending: AtomicBool,
 }
 
 /// Flags that stop the threads.
@@ -515,21 +510,16 @@ fn receive_only(args: &PktgenArgs, stops: &Stops) -> Result<PktgenReport, Pktgen
         .duration
         .map(|d| started + (d * 1e9) as u64)
         .unwrap_or(u64::MAX);
-    let mut last_line = started;
+    let goal = args.duration.map_or(Goal::Open, Goal::Seconds);
+    let mut display = (!args.quiet).then(|| Display::new(goal, false, true, started));
     while !stops.send.load(Ordering::Relaxed) && monotonic_ns() < deadline {
         thread::sleep(Duration::from_millis(50));
-        let now = monotonic_ns();
-        if !args.quiet && now - last_line >= 1_000_000_000 {
-            let received: u64 = progress
-                .iter()
-                .map(|p| p.received.load(Ordering::Relaxed))
-                .sum();
-            eprintln!(
-                "[{:6.1} s] received {received}",
-                (now - started) as f64 / 1e9
-            );
-            last_line = now;
+        if let Some(display) = display.as_mut() {
+            display.update(monotonic_ns(), 0, Progress::totals(&progress).1);
         }
+    }
+    if let Some(display) = display {
+        display.finish();
     }
     stops.receive.store(true, Ordering::Relaxed);
     let counters = join_receivers(threads)?.unwrap_or_default();
@@ -632,7 +622,7 @@ fn sender(
     let duration = match (args.duration, args.count) {
         (Some(seconds), _) => seconds,
         (None, Some(_)) => f64::INFINITY,
-        (None, None) => 10.0,
+        (None, None) => DEFAULT_SECONDS,
     };
     let start = monotonic_ns();
     let deadline = if duration.is_finite() {
@@ -734,45 +724,28 @@ fn send_setup(port: &mut TrafficPort, writer: &FrameWriter, streams: u16) -> u64
     next as u64
 }
 
-/// Prints a progress line a second until every sender (the first `senders` entries
-/// of `progress`) stopped sending.
+/// Shows the run's progress until every sender (the first `senders` entries of
+/// `progress`) stopped sending.
 fn show_progress(args: &PktgenArgs, progress: &[Progress], senders: usize, stop: &AtomicBool) {
-    let started = monotonic_ns();
-    let (mut last_ns, mut last_sent, mut last_received) = (started, 0u64, 0u64);
+    let goal = match (args.duration, args.count) {
+        (Some(seconds), _) => Goal::Seconds(seconds),
+        (None, Some(frames)) => Goal::Frames(frames),
+        (None, None) => Goal::Seconds(DEFAULT_SECONDS),
+    };
+    let mut display =
+        (!args.quiet).then(|| Display::new(goal, true, args.rx.is_some(), monotonic_ns()));
     while !progress[..senders]
         .iter()
         .all(|p| p.done_sending.load(Ordering::Acquire))
     {
         thread::sleep(Duration::from_millis(50));
-        if stop.load(Ordering::Relaxed) || args.quiet {
-            continue;
+        if let Some(display) = display.as_mut().filter(|_| !stop.load(Ordering::Relaxed)) {
+            let (sent, received) = Progress::totals(progress);
+            display.update(monotonic_ns(), sent, received);
         }
-        let now = monotonic_ns();
-        if now - last_ns < 1_000_000_000 {
-            continue;
-        }
-        let sent: u64 = progress
-            .iter()
-            .map(|p| p.sent.load(Ordering::Relaxed))
-            .sum();
-        let received: u64 = progress
-            .iter()
-            .map(|p| p.received.load(Ordering::Relaxed))
-            .sum();
-        let seconds = (now - last_ns) as f64 / 1e9;
-        let mut line = format!(
-            "[{:6.1} s] sent {sent} ({:.3} Mpps)",
-            (now - started) as f64 / 1e9,
-            rate(sent - last_sent, seconds) / 1e6
-        );
-        if args.rx.is_some() {
-            line += &format!(
-                "  received {received} ({:.3} Mpps)",
-                rate(received.saturating_sub(last_received), seconds) / 1e6
-            );
-        }
-        let _ = writeln!(std::io::stderr(), "{line}");
-        (last_ns, last_sent, last_received) = (now, sent, received);
+    }
+    if let Some(display) = display {
+        display.finish();
     }
 }
 
