@@ -479,6 +479,10 @@ fn scrape_carries_exact_values_for_every_family() {
     assert_eq!(value(&series, "xlb_nat_sessions", &[]), 3.0);
     assert_eq!(value(&series, "xlb_nat_sessions_created_total", &[]), 3.0);
     assert_eq!(value(&series, "xlb_nat_ports_exhausted_total", &[]), 0.0);
+    assert_eq!(
+        value(&series, "xlb_nat_sessions_expired_unanswered_total", &[]),
+        0.0
+    );
     assert_eq!(value(&series, "xlb_nat_table_capacity", &[]), 2048.0);
     assert_eq!(
         value(&series, "xlb_reloads_total", &[("result", "ok")]),

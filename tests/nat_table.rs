@@ -398,6 +398,8 @@ fn unanswered_sessions_expire_early_and_a_reply_gives_the_full_idle_time() {
         "the answered flow lasts its idle time"
     );
     assert!(table.is_empty());
+    let stats = table.stats();
+    assert_eq!((stats.expired, stats.expired_unanswered), (4, 3));
 }
 
 #[test]

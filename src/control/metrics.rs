@@ -528,6 +528,12 @@ impl SourcesCollector {
         )?;
         counter(
             encoder,
+            "xlb_nat_sessions_expired_unanswered",
+            "NAT sessions removed after nat.unanswered_idle because their backend never answered (a SYN flood shows here).",
+            nat.expired_unanswered,
+        )?;
+        counter(
+            encoder,
             "xlb_nat_ports_exhausted",
             "New NAT sessions or rebinds refused because no SNAT port was free.",
             nat.ports_exhausted,

@@ -121,6 +121,8 @@ pub struct NatStats {
     pub rebound: u64,
     /// Sessions removed by [`NatSessionTable::expire`].
     pub expired: u64,
+    /// Of those, sessions whose backend never answered (a SYN flood counts here).
+    pub expired_unanswered: u64,
     /// New sessions (or rebinds) refused because no SNAT port was free.
     pub ports_exhausted: u64,
     /// New sessions refused because the session's shard had no free slot.
@@ -224,6 +226,11 @@ impl Session {
     fn close(&self, now_ms: u64) {
         self.last_seen
             .fetch_max(CLOSING | (now_ms & !FLAGS), Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn was_answered(&self) -> bool {
+        self.last_seen.load(Ordering::Relaxed) & ANSWERED != 0
     }
 
     fn is_expired(&self, now_ms: u64, timeouts: &Timeouts) -> bool {
@@ -406,6 +413,7 @@ struct ShardCounters {
     created: u64,
     rebound: u64,
     expired: u64,
+    expired_unanswered: u64,
     ports_exhausted: u64,
     table_full: u64,
 }
@@ -633,13 +641,16 @@ impl Shard {
         for _ in 0..budget.min(slots) {
             let slot = self.sweep_cursor as u32;
             self.sweep_cursor = (self.sweep_cursor + 1) % slots;
-            if self
+            let Some(answered) = self
                 .session(slot)
-                .is_some_and(|session| session.is_expired(now_ms, timeouts))
-            {
-                self.remove(slot);
-                expired += 1;
-            }
+                .filter(|session| session.is_expired(now_ms, timeouts))
+                .map(Session::was_answered)
+            else {
+                continue;
+            };
+            self.remove(slot);
+            expired += 1;
+            self.counters.expired_unanswered += u64::from(!answered);
         }
         self.counters.expired += expired as u64;
         expired
@@ -857,6 +868,7 @@ impl NatSessionTable {
                 stats.created += shard.counters.created;
                 stats.rebound += shard.counters.rebound;
                 stats.expired += shard.counters.expired;
+                stats.expired_unanswered += shard.counters.expired_unanswered;
                 stats.ports_exhausted += shard.counters.ports_exhausted;
                 stats.table_full += shard.counters.table_full;
                 stats
