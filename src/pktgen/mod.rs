@@ -191,6 +191,17 @@ pub enum PktgenError {
     ThreadPanicked(&'static str),
 }
 
+impl PktgenArgs {
+    /// Where the senders stop: `--duration`, else `--count`, else the default duration.
+    fn goal(&self) -> Goal {
+        match (self.duration, self.count) {
+            (Some(seconds), _) => Goal::Seconds(seconds),
+            (None, Some(frames)) => Goal::Frames(frames),
+            (None, None) => Goal::Seconds(DEFAULT_SECONDS),
+        }
+    }
+}
+
 /// Flags that stop the threads.
 struct Stops {
     /// SIGINT/SIGTERM or the end of the run: senders stop.
@@ -619,10 +630,9 @@ fn sender(
         Some(count) => count / queues + u64::from((index as u64) < count % queues),
         None => u64::MAX,
     };
-    let duration = match (args.duration, args.count) {
-        (Some(seconds), _) => seconds,
-        (None, Some(_)) => f64::INFINITY,
-        (None, None) => DEFAULT_SECONDS,
+    let duration = match args.goal() {
+        Goal::Seconds(seconds) => seconds,
+        Goal::Frames(_) | Goal::Open => f64::INFINITY,
     };
     let start = monotonic_ns();
     let deadline = if duration.is_finite() {
@@ -727,13 +737,8 @@ fn send_setup(port: &mut TrafficPort, writer: &FrameWriter, streams: u16) -> u64
 /// Shows the run's progress until every sender (the first `senders` entries of
 /// `progress`) stopped sending.
 fn show_progress(args: &PktgenArgs, progress: &[Progress], senders: usize, stop: &AtomicBool) {
-    let goal = match (args.duration, args.count) {
-        (Some(seconds), _) => Goal::Seconds(seconds),
-        (None, Some(frames)) => Goal::Frames(frames),
-        (None, None) => Goal::Seconds(DEFAULT_SECONDS),
-    };
     let mut display =
-        (!args.quiet).then(|| Display::new(goal, true, args.rx.is_some(), monotonic_ns()));
+        (!args.quiet).then(|| Display::new(args.goal(), true, args.rx.is_some(), monotonic_ns()));
     while !progress[..senders]
         .iter()
         .all(|p| p.done_sending.load(Ordering::Acquire))

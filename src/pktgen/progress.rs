@@ -42,6 +42,9 @@ pub enum Goal {
     Open,
 }
 
+/// The bar of a run with an end: how far, when it started, the last second's rates.
+const BAR_TEMPLATE: &str = "[{bar:30}] {percent:>3}% {elapsed_precise}{msg}";
+
 /// Nanoseconds between two progress lines or two rate updates on the bar.
 const RATE_PERIOD_NS: u64 = 1_000_000_000;
 
@@ -77,14 +80,10 @@ impl Display {
     ) -> Display {
         let bar = target.map(|target| {
             let (bar, template) = match goal {
-                Goal::Seconds(seconds) => (
-                    ProgressBar::new((seconds * 1000.0) as u64),
-                    "[{bar:30}] {percent:>3}% {elapsed_precise}{msg}",
-                ),
-                Goal::Frames(frames) => (
-                    ProgressBar::new(frames),
-                    "[{bar:30}] {percent:>3}% {elapsed_precise}{msg}",
-                ),
+                Goal::Seconds(seconds) => {
+                    (ProgressBar::new((seconds * 1000.0) as u64), BAR_TEMPLATE)
+                }
+                Goal::Frames(frames) => (ProgressBar::new(frames), BAR_TEMPLATE),
                 Goal::Open => (
                     ProgressBar::new_spinner(),
                     "{spinner} {elapsed_precise}{msg}",
