@@ -1,10 +1,11 @@
-//! Property tests of `lb::maglev`: no hole, determinism (with pinned golden tables), weight
-//! proportionality, bounded disruption when a backend leaves or joins, balance at `M > 100·N`,
-//! and an empty table when every weight is 0.
+//! Property tests of `lb::maglev`: the same table as the paper's plain loop, no hole,
+//! determinism (with pinned golden tables), weight proportionality, bounded disruption when a
+//! backend leaves or joins, balance at `M > 100·N`, and an empty table when every weight is 0.
 
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
+use xlb::lb::hash::backend_hashes;
 use xlb::lb::maglev::{build, MaglevBackend, MaglevTable, NO_BACKEND};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -34,8 +35,77 @@ fn moved_after_removal(old: &MaglevTable, new: &MaglevTable, removed: usize) -> 
     })
 }
 
+/// The paper's population loop with credit rounds, one probe at a time and no shortcut: the
+/// oracle that the fast build (four-entry probes, ranked tail) must match slot for slot.
+fn plain_loop_build(backends: &[MaglevBackend<'_>], size: u32) -> Vec<u32> {
+    struct Turn<'a> {
+        name: &'a str,
+        index: u32,
+        position: u64,
+        skip: u64,
+        credit: u64,
+    }
+    let modulus = u64::from(size);
+    let mut slots = vec![NO_BACKEND; size as usize];
+    let max_weight = backends
+        .iter()
+        .map(|b| u64::from(b.weight))
+        .max()
+        .unwrap_or(0);
+    let mut turns: Vec<Turn<'_>> = backends
+        .iter()
+        .zip(0u32..)
+        .filter(|(b, _)| b.weight > 0)
+        .map(|(b, index)| {
+            let (h1, h2) = backend_hashes(b.name);
+            Turn {
+                name: b.name,
+                index,
+                position: h1 % modulus,
+                skip: h2 % (modulus - 1) + 1,
+                credit: 0,
+            }
+        })
+        .collect();
+    turns.sort_by_key(|turn| turn.name);
+    let mut filled = 0;
+    while max_weight > 0 && filled < slots.len() {
+        for turn in &mut turns {
+            turn.credit += u64::from(backends[turn.index as usize].weight);
+            while turn.credit >= max_weight && filled < slots.len() {
+                turn.credit -= max_weight;
+                while slots[turn.position as usize] != NO_BACKEND {
+                    turn.position = (turn.position + turn.skip) % modulus;
+                }
+                slots[turn.position as usize] = turn.index;
+                turn.position = (turn.position + turn.skip) % modulus;
+                filled += 1;
+            }
+        }
+    }
+    slots
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn matches_the_papers_plain_loop(
+        backends in names(1..=60).prop_flat_map(|names| {
+            let n = names.len();
+            (Just(names), prop::collection::vec(0u32..=5, n))
+        }),
+        size in prop::sample::select(vec![7u32, 31, 251, 1021, 4093, 65_537]),
+    ) {
+        let (names, weights) = backends;
+        let list: Vec<MaglevBackend<'_>> = names
+            .iter()
+            .zip(&weights)
+            .map(|(name, &weight)| MaglevBackend { name, weight })
+            .collect();
+        let table = build(&list, size).unwrap();
+        prop_assert_eq!(table.slots(), &plain_loop_build(&list, size)[..]);
+    }
 
     #[test]
     fn no_slot_is_empty_with_positive_weights(
