@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use crate::lb::maglev::is_prime;
+
 use super::locate::FieldPath;
 use super::model::{
     Dataplane, Forwarding, HealthCheck, HealthCheckKind, Protocol, Queues, Service, ServiceTable,
@@ -234,15 +236,6 @@ fn check_maglev_table_size(size: u32, services: &[Service], at: &FieldPath) -> C
         }
     }
     Ok(())
-}
-
-/// Trial division: table sizes are at most 2^24, so at most 2^12 divisions.
-fn is_prime(n: u32) -> bool {
-    let n = u64::from(n);
-    n >= 2
-        && (2..)
-            .take_while(|divisor| divisor * divisor <= n)
-            .all(|divisor| n % divisor != 0)
 }
 
 fn family(address: &IpAddr) -> &'static str {
@@ -508,19 +501,4 @@ fn check_health_check(check: &HealthCheck, at: &FieldPath) -> Checked {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_prime;
-
-    #[test]
-    fn primes() {
-        let primes: Vec<u32> = (0..30).filter(|n| is_prime(*n)).collect();
-        assert_eq!(primes, [2, 3, 5, 7, 11, 13, 17, 19, 23, 29]);
-        assert!(is_prime(65537));
-        assert!(!is_prime(65536));
-        assert!(is_prime(16_777_213));
-        assert!(!is_prime(u32::MAX));
-    }
 }

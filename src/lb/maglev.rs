@@ -408,6 +408,7 @@ mod tests {
         assert_eq!(primes, [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37]);
         assert!(is_prime(65_537));
         assert!(!is_prime(65_535));
+        assert!(is_prime(16_777_213)); // largest prime a configuration may name
         assert!(is_prime(4_294_967_291)); // largest u32 prime
         assert!(!is_prime(u32::MAX));
     }
