@@ -6,6 +6,14 @@
 //! -> `runtime` (pinned workers) -> `control` (reload, health, metrics).
 #![deny(missing_docs)]
 
+/// The allocator of every xlb binary, test and bench. The control plane rebuilds Maglev tables
+/// (256 KiB each at the default size) on reloads and health changes; glibc's malloc handed the
+/// freed memory back to the kernel, so every build page-faulted its table back in (about 85
+/// faults, 0.1 ms of a 1 ms build, several times that on a busy host). mimalloc keeps freed pages
+/// for the next build. The dataplane does not allocate per packet, so it is not affected.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod config;
 pub mod control;
 pub mod lb;

@@ -131,11 +131,15 @@ pub fn build(backends: &[MaglevBackend<'_>], size: u32) -> Result<MaglevTable, M
         .into_iter()
         .map(|(b, backend)| {
             let (h1, h2) = backend_hashes(b.name);
-            let skip = h2 % (modulus - 1) + 1;
+            // Both are < size, so they fit u32.
+            let skip = (h2 % (modulus - 1) + 1) as u32;
+            let mut strides = [0; PROBE_LANES + 1];
+            for lane in 1..strides.len() {
+                strides[lane] = next_position(strides[lane - 1], skip, size);
+            }
             PermutationCursor {
-                // Every value here is < size, so it fits u32.
                 position: (h1 % modulus) as u32,
-                strides: std::array::from_fn(|multiple| (skip * multiple as u64 % modulus) as u32),
+                strides,
                 backend,
                 skip_inverse: 0,
                 weight: b.weight,
