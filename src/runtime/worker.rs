@@ -34,7 +34,7 @@ const TX_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(2
 /// How often a busy worker publishes its counters.
 const PUBLISH_PERIOD_MS: u64 = 50;
 
-/// A worker's counters, published by the worker every [`PUBLISH_PERIOD_MS`], when it
+/// A worker's counters, published by the worker every `PUBLISH_PERIOD_MS` while busy, when it
 /// goes idle and when it stops (single writer, relaxed stores), and read by the
 /// metrics endpoint and the exit log.
 #[derive(Debug)]
