@@ -18,6 +18,25 @@ fn names(count: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<St
         .prop_map(|set: BTreeSet<String>| set.into_iter().collect())
 }
 
+/// Distinct names, each with a weight drawn from `weights`.
+fn weighted_names(
+    count: std::ops::RangeInclusive<usize>,
+    weights: std::ops::RangeInclusive<u32>,
+) -> impl Strategy<Value = (Vec<String>, Vec<u32>)> {
+    names(count).prop_flat_map(move |names| {
+        let n = names.len();
+        (Just(names), prop::collection::vec(weights.clone(), n))
+    })
+}
+
+fn weighted<'a>(names: &'a [String], weights: &[u32]) -> Vec<MaglevBackend<'a>> {
+    names
+        .iter()
+        .zip(weights)
+        .map(|(name, &weight)| MaglevBackend { name, weight })
+        .collect()
+}
+
 fn equal_weights(names: &[String]) -> Vec<MaglevBackend<'_>> {
     names
         .iter()
@@ -91,37 +110,23 @@ proptest! {
 
     #[test]
     fn matches_the_papers_plain_loop(
-        backends in names(1..=60).prop_flat_map(|names| {
-            let n = names.len();
-            (Just(names), prop::collection::vec(0u32..=5, n))
-        }),
+        backends in weighted_names(1..=60, 0u32..=5),
         size in prop::sample::select(vec![7u32, 31, 251, 1021, 4093, 65_537]),
     ) {
         let (names, weights) = backends;
-        let list: Vec<MaglevBackend<'_>> = names
-            .iter()
-            .zip(&weights)
-            .map(|(name, &weight)| MaglevBackend { name, weight })
-            .collect();
+        let list = weighted(&names, &weights);
         let table = build(&list, size).unwrap();
         prop_assert_eq!(table.slots(), &plain_loop_build(&list, size)[..]);
     }
 
     #[test]
     fn no_slot_is_empty_with_positive_weights(
-        backends in names(1..=40).prop_flat_map(|names| {
-            let n = names.len();
-            (Just(names), prop::collection::vec(1u32..=1000, n))
-        }),
+        backends in weighted_names(1..=40, 1u32..=1000),
         size in prop::sample::select(SIZES.to_vec()),
         hash in any::<u64>(),
     ) {
         let (names, weights) = backends;
-        let list: Vec<MaglevBackend<'_>> = names
-            .iter()
-            .zip(&weights)
-            .map(|(name, &weight)| MaglevBackend { name, weight })
-            .collect();
+        let list = weighted(&names, &weights);
         let table = build(&list, size).unwrap();
         prop_assert_eq!(table.size(), size);
         prop_assert!(table.slots().iter().all(|&b| (b as usize) < list.len()));
@@ -144,19 +149,12 @@ proptest! {
 
     #[test]
     fn shares_follow_weights(
-        backends in names(1..=20).prop_flat_map(|names| {
-            let n = names.len();
-            (Just(names), prop::collection::vec(1u32..=100, n))
-        }),
+        backends in weighted_names(1..=20, 1u32..=100),
     ) {
         // Credit rounds give backend i between e_i - 2 and e_i + N + 1 slots, where
         // e_i = M·w_i/Σw (the last, partial round and per-backend rounding).
         let (names, weights) = backends;
-        let list: Vec<MaglevBackend<'_>> = names
-            .iter()
-            .zip(&weights)
-            .map(|(name, &weight)| MaglevBackend { name, weight })
-            .collect();
+        let list = weighted(&names, &weights);
         let size = 65_537u32;
         let shares = build(&list, size).unwrap().shares(list.len());
         let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
