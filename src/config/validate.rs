@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::lb::maglev::is_prime;
+use crate::lb::maglev::{self, is_prime};
 
 use super::locate::FieldPath;
 use super::model::{
@@ -31,9 +31,6 @@ fn problem(path: FieldPath, message: impl Into<String>) -> Checked {
     })
 }
 
-/// Largest Maglev table accepted: lookups index it with 24 bits and every
-/// service holds one per generation, so larger tables only cost memory.
-pub(crate) const MAGLEV_TABLE_SIZE_MAX: u32 = 1 << 24;
 /// The Maglev table must have at least this many slots per backend, so that each
 /// backend's share stays close to its weight (NSDI 2016 §3.4 uses M > 100·N).
 pub(crate) const MAGLEV_SLOTS_PER_BACKEND_MIN: u32 = 10;
@@ -211,11 +208,12 @@ fn check_id_list<T: PartialEq + std::fmt::Display>(
 }
 
 fn check_maglev_table_size(size: u32, services: &[Service], at: &FieldPath) -> Checked {
-    if size > MAGLEV_TABLE_SIZE_MAX || !is_prime(size) {
+    if size > maglev::MAX_SIZE || !is_prime(size) {
         return problem(
             at.clone(),
             format!(
-                "{size} is not a prime up to {MAGLEV_TABLE_SIZE_MAX}; Maglev needs a prime table size (e.g. 65537)"
+                "{size} is not a prime up to {}; Maglev needs a prime table size (e.g. 65537)",
+                maglev::MAX_SIZE
             ),
         );
     }

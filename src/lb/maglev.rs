@@ -23,6 +23,10 @@ pub const NO_BACKEND: u32 = u32::MAX;
 /// The table size used when the configuration does not name one (the paper's 65537, a prime).
 pub const DEFAULT_SIZE: u32 = 65_537;
 
+/// The largest table size accepted: lookups index it with 24 bits, and every service holds one
+/// per generation, so larger tables only cost memory.
+pub const MAX_SIZE: u32 = 1 << 24;
+
 /// One backend as Maglev sees it: the name seeds its permutation, the weight sets its share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MaglevBackend<'a> {
@@ -38,6 +42,13 @@ pub enum MaglevError {
     /// The permutation needs every skip in `1..M` to be coprime with `M`, so `M` must be prime.
     #[error("maglev table size {size} is not prime; use a prime such as 65537")]
     SizeNotPrime {
+        /// The size asked for.
+        size: u32,
+    },
+    /// Above [`MAX_SIZE`] the table only costs memory, and ranking the last free slots needs
+    /// `M² ≪ 2⁶⁴`.
+    #[error("maglev table size {size} is larger than {MAX_SIZE}")]
+    SizeTooLarge {
         /// The size asked for.
         size: u32,
     },
@@ -61,14 +72,12 @@ pub struct MaglevTable {
 
 /// Where one backend is in its permutation, and how much weight credit it holds.
 struct PermutationCursor {
+    /// The next entry of the permutation to try.
     position: u32,
     /// `j·skip mod M` for `j` in `0..=PROBE_LANES`: where each probe lane is, and the step past
     /// them, relative to `position`.
     strides: [u32; PROBE_LANES + 1],
     backend: u32,
-    /// `skip⁻¹ mod M`, computed when the backend first claims a slot in the tail (0 until then:
-    /// no inverse is 0).
-    skip_inverse: u32,
     weight: u32,
     credit: u64,
 }
@@ -94,12 +103,15 @@ pub fn is_prime(n: u32) -> bool {
 
 /// Builds the table for `backends` (slot values index this slice) with `size` slots.
 ///
-/// `size` must be prime. Names should be unique (configuration validation ensures it); equal
-/// names take turns in list order. Backends of weight 0 get no slot; if all weigh 0 every slot is
-/// [`NO_BACKEND`]. Probes about `M·ln(M/256)` permutation entries, then ranks the last 256 free
-/// slots; a tiny weight next to a huge one adds up to `M·N` credit steps (control-plane time,
-/// never per packet).
+/// `size` must be a prime up to [`MAX_SIZE`]. Names should be unique (configuration validation
+/// ensures it); equal names take turns in list order. Backends of weight 0 get no slot; if all
+/// weigh 0 every slot is [`NO_BACKEND`]. Probes about `M·ln(M/256)` permutation entries, then
+/// ranks the last 256 free slots; a tiny weight next to a huge one adds up to `M·N` credit steps
+/// (control-plane time, never per packet).
 pub fn build(backends: &[MaglevBackend<'_>], size: u32) -> Result<MaglevTable, MaglevError> {
+    if size > MAX_SIZE {
+        return Err(MaglevError::SizeTooLarge { size });
+    }
     if !is_prime(size) {
         return Err(MaglevError::SizeNotPrime { size });
     }
@@ -108,8 +120,7 @@ pub fn build(backends: &[MaglevBackend<'_>], size: u32) -> Result<MaglevTable, M
             count: backends.len(),
         });
     }
-    let slot_count = size as usize;
-    let mut slots = vec![NO_BACKEND; slot_count].into_boxed_slice();
+    let mut slots = vec![NO_BACKEND; size as usize].into_boxed_slice();
     let max_weight = backends
         .iter()
         .map(|b| u64::from(b.weight))
@@ -118,16 +129,69 @@ pub fn build(backends: &[MaglevBackend<'_>], size: u32) -> Result<MaglevTable, M
     if max_weight == 0 {
         return Ok(MaglevTable { slots });
     }
+    let mut cursors = cursors_in_turn_order(backends, size);
 
+    // Whole rounds while one cannot bring the free slots down to the tail: every claim probes,
+    // and no claim checks how many slots are left. Credit stays below `max_weight` and no weight
+    // exceeds it, so a turn claims at most one slot; with equal weights, every turn claims one
+    // (a loop of its own, without credit: 10% faster).
+    let mut taken = vec![false; 2 * size as usize];
+    let mut free_count = size as usize;
+    let equal_weights = cursors.iter().all(|c| u64::from(c.weight) == max_weight);
+    while equal_weights && free_count > TAIL_SLOTS + cursors.len() {
+        for cursor in &mut cursors {
+            let slot = claim_by_probing(&mut taken, cursor, size);
+            slots[slot as usize] = cursor.backend;
+        }
+        free_count -= cursors.len();
+    }
+    while free_count > TAIL_SLOTS + cursors.len() {
+        for cursor in &mut cursors {
+            cursor.credit += u64::from(cursor.weight);
+            if cursor.credit >= max_weight {
+                cursor.credit -= max_weight;
+                let slot = claim_by_probing(&mut taken, cursor, size);
+                slots[slot as usize] = cursor.backend;
+                free_count -= 1;
+            }
+        }
+    }
+    // Then turn by turn: probing down to the tail, ranking the tail.
+    let turns = cursors.len();
+    let mut tail = None;
+    for turn in (0..turns).cycle() {
+        let cursor = &mut cursors[turn];
+        cursor.credit += u64::from(cursor.weight);
+        if cursor.credit < max_weight {
+            continue;
+        }
+        cursor.credit -= max_weight;
+        let slot = if free_count > TAIL_SLOTS {
+            free_count -= 1;
+            claim_by_probing(&mut taken, cursor, size)
+        } else {
+            let tail = tail.get_or_insert_with(|| Tail::new(&taken[..size as usize], turns, size));
+            match tail.claim(turn, cursor) {
+                Some(slot) => slot,
+                None => break,
+            }
+        };
+        slots[slot as usize] = cursor.backend;
+    }
+    Ok(MaglevTable { slots })
+}
+
+/// One cursor per backend of nonzero weight, in name order (not list order, so reordering the
+/// configuration moves no slot).
+fn cursors_in_turn_order(backends: &[MaglevBackend<'_>], size: u32) -> Vec<PermutationCursor> {
     let modulus = u64::from(size);
     let mut turns: Vec<(&MaglevBackend<'_>, u32)> = backends
         .iter()
         .zip(0u32..)
         .filter(|(b, _)| b.weight > 0)
         .collect();
-    // Turns go in name order, not list order, so reordering the configuration moves no slot.
     turns.sort_by_key(|(b, _)| b.name);
-    let mut cursors: Vec<PermutationCursor> = turns
+    turns
         .into_iter()
         .map(|(b, backend)| {
             let (h1, h2) = backend_hashes(b.name);
@@ -141,27 +205,11 @@ pub fn build(backends: &[MaglevBackend<'_>], size: u32) -> Result<MaglevTable, M
                 position: (h1 % modulus) as u32,
                 strides,
                 backend,
-                skip_inverse: 0,
                 weight: b.weight,
                 credit: 0,
             }
         })
-        .collect();
-
-    let mut filler = SlotFiller::new(size);
-    'rounds: loop {
-        for cursor in &mut cursors {
-            cursor.credit += u64::from(cursor.weight);
-            while cursor.credit >= max_weight {
-                cursor.credit -= max_weight;
-                let Some(slot) = filler.claim(cursor) else {
-                    break 'rounds;
-                };
-                slots[slot as usize] = cursor.backend;
-            }
-        }
-    }
-    Ok(MaglevTable { slots })
+        .collect()
 }
 
 /// Below this many free slots a claim ranks the free slots instead of probing: probing needs
@@ -169,141 +217,121 @@ pub fn build(backends: &[MaglevBackend<'_>], size: u32) -> Result<MaglevTable, M
 /// M = 65537, 128 and 256 built equally fast, 512 15% slower and 1024 70% slower.
 const TAIL_SLOTS: usize = 256;
 
-/// Permutation entries tested per probe step (see [`SlotFiller::claim_by_probing`]).
+/// Permutation entries tested per probe step (see [`claim_by_probing`]).
 const PROBE_LANES: usize = 4;
 
-/// Which slots are taken, and the claim rule every backend follows.
-struct SlotFiller {
-    size: u32,
-    /// Whether each slot is taken, twice over: `taken[x]` and `taken[x + M]` both stand for slot
-    /// `x`. A probe lane reads `taken[position + j·skip mod M]` and never reduces the sum. Bytes,
-    /// not bits: testing one is a single load and compare (a bit costs a variable shift too),
-    /// which made the build a sixth faster.
-    taken: Vec<bool>,
-    free_count: usize,
-    /// The free slots, listed once `free_count` drops to [`TAIL_SLOTS`].
-    tail: Vec<u32>,
-    tail_listed: bool,
-    /// `⌊(2⁶⁴ - 1) / M⌋`, so ranking reduces modulo `M` with multiplications, not divisions.
-    reciprocal: u64,
+/// The next free slot in `cursor`'s permutation, marked taken.
+///
+/// `taken` holds whether each slot is taken, twice over: `taken[x]` and `taken[x + M]` both stand
+/// for slot `x`, so a probe lane reads `taken[position + j·skip mod M]` and never reduces the
+/// sum. Bytes, not bits: testing one is a single load (a bit costs a variable shift too), which
+/// made the build a sixth faster.
+///
+/// Tests four consecutive permutation entries per step and takes the first free one: the same
+/// slot as testing one at a time, with one branch per four probes, which the CPU predicts well
+/// even when half the table is taken (one-at-a-time exits mispredict there). Two or eight
+/// entries per step built 5-10% slower.
+///
+/// Always inlined: the build calls it from three loops, and a call per claim cost 10%.
+#[inline(always)]
+fn claim_by_probing(taken: &mut [bool], cursor: &mut PermutationCursor, size: u32) -> u32 {
+    let strides = &cursor.strides;
+    let mut position = cursor.position;
+    loop {
+        let taken_mask =
+            (1..PROBE_LANES).fold(u32::from(taken[position as usize]), |mask, lane| {
+                let unreduced = position as usize + strides[lane] as usize;
+                mask | u32::from(taken[unreduced]) << lane
+            });
+        let free_mask = !taken_mask & ((1 << PROBE_LANES) - 1);
+        if free_mask != 0 {
+            let lane = free_mask.trailing_zeros() as usize % PROBE_LANES;
+            let slot = next_position(position, strides[lane], size);
+            taken[slot as usize] = true;
+            taken[slot as usize + size as usize] = true;
+            cursor.position = next_position(position, strides[lane + 1], size);
+            return slot;
+        }
+        position = next_position(position, strides[PROBE_LANES], size);
+    }
 }
 
-impl SlotFiller {
-    fn new(size: u32) -> Self {
-        SlotFiller {
-            size,
-            taken: vec![false; 2 * size as usize],
-            free_count: size as usize,
-            tail: Vec::with_capacity(TAIL_SLOTS),
-            tail_listed: false,
-            reciprocal: u64::MAX / u64::from(size),
-        }
-    }
+/// The last [`TAIL_SLOTS`] free slots, each claimed by the cursor that reaches it first in its
+/// permutation: the one fewest skips away, `(slot - position)·skip⁻¹ mod M`. Every slot a cursor
+/// already passed is taken, so this is the slot probing would find.
+struct Tail {
+    free: Vec<u32>,
+    /// Per turn, `⌈2⁶⁴·skip⁻¹ / M⌉`, or 0 before that turn's first claim in the tail.
+    rank_multipliers: Vec<u64>,
+    size: u32,
+}
 
-    /// The next free slot in `cursor`'s permutation, marked taken; `None` once the table is full.
-    #[inline]
-    fn claim(&mut self, cursor: &mut PermutationCursor) -> Option<u32> {
-        if self.free_count == 0 {
-            return None;
-        }
-        if self.free_count > TAIL_SLOTS {
-            self.free_count -= 1;
-            return Some(self.claim_by_probing(cursor));
-        }
-        if !self.tail_listed {
-            self.list_free_slots();
-            self.tail_listed = true;
-        }
-        self.free_count -= 1;
-        self.claim_by_ranking(cursor)
-    }
-
-    /// Walks the permutation from the cursor to the first slot not taken.
-    ///
-    /// Tests four consecutive permutation entries per step and takes the first free one: the
-    /// same slot as testing one at a time, with one branch per four probes, which the CPU
-    /// predicts well even when half the table is taken (one-at-a-time exits mispredict there).
-    /// Two or eight entries per step built 5-10% slower.
-    #[inline]
-    fn claim_by_probing(&mut self, cursor: &mut PermutationCursor) -> u32 {
-        let size = self.size;
-        let strides = &cursor.strides;
-        let mut position = cursor.position;
-        loop {
-            let taken_mask = (0..PROBE_LANES).fold(0u32, |mask, lane| {
-                let unreduced = position as usize + strides[lane] as usize;
-                mask | u32::from(self.taken[unreduced]) << lane
-            });
-            let free_mask = !taken_mask & ((1 << PROBE_LANES) - 1);
-            if free_mask != 0 {
-                let lane = free_mask.trailing_zeros() as usize % PROBE_LANES;
-                let slot = next_position(position, strides[lane], size);
-                self.taken[slot as usize] = true;
-                self.taken[slot as usize + size as usize] = true;
-                cursor.position = next_position(position, strides[lane + 1], size);
-                return slot;
-            }
-            position = next_position(position, strides[PROBE_LANES], size);
-        }
-    }
-
-    /// Out of line, like [`Self::claim_by_ranking`]: keeping the tail's code out of the probe
-    /// loop made the whole build 5% faster.
-    #[inline(never)]
-    fn list_free_slots(&mut self) {
+impl Tail {
+    /// Lists the free slots of `taken`, eight map bytes per load: the runs of taken slots that
+    /// fill the map go by quickly.
+    fn new(taken: &[bool], turns: usize, size: u32) -> Self {
         const ALL_TAKEN: u64 = u64::from_ne_bytes([1; 8]);
-        let map: &[u8] = bytemuck::cast_slice(&self.taken[..self.size as usize]);
-        // Eight slots per load: the runs of taken slots that fill the map go by quickly.
+        let map: &[u8] = bytemuck::cast_slice(taken);
+        let mut free = Vec::with_capacity(TAIL_SLOTS);
         for (chunk, first) in map.chunks(8).zip((0u32..).step_by(8)) {
             if let Ok(&word) = <&[u8; 8]>::try_from(chunk) {
                 if u64::from_ne_bytes(word) == ALL_TAKEN {
                     continue;
                 }
             }
-            let free = chunk.iter().zip(first..).filter(|&(&taken, _)| taken == 0);
-            self.tail.extend(free.map(|(_, slot)| slot));
+            let slots = chunk.iter().zip(first..).filter(|&(&taken, _)| taken == 0);
+            free.extend(slots.map(|(_, slot)| slot));
+        }
+        Tail {
+            free,
+            rank_multipliers: vec![0; turns],
+            size,
         }
     }
 
-    /// The free slot the cursor's permutation reaches first: the one fewest skips away
-    /// (`(slot - position) · skip⁻¹ mod M`). Every slot the cursor already passed is taken, so
-    /// this is the slot probing would find.
-    #[inline(never)]
-    fn claim_by_ranking(&mut self, cursor: &mut PermutationCursor) -> Option<u32> {
-        let modulus = u64::from(self.size);
-        if cursor.skip_inverse == 0 {
-            cursor.skip_inverse = modular_inverse(cursor.strides[1], self.size);
-        }
-        let inverse = u64::from(cursor.skip_inverse);
-        let reciprocal = self.reciprocal;
-        // `(slot - position)·inverse ≡ slot·inverse + shift`: one multiplication per slot.
-        let shift = modulus - reduce(u64::from(cursor.position) * inverse, modulus, reciprocal);
-        // Rank in the high half, list index in the low: the least key is the nearest slot.
+    /// The free slot nearest in `cursor`'s permutation, removed from the list; `None` once the
+    /// table is full.
+    ///
+    /// Ranks by `c·(slot - position) mod 2⁶⁴` with `c = ⌈2⁶⁴·skip⁻¹ / M⌉`: that is
+    /// `2⁶⁴·rank / M` give or take less than `M`, and ranks lie `2⁶⁴ / M > 2⁴⁰` apart, so the
+    /// order is exact, one multiplication per slot and no reduction. The high 32 bits keep the
+    /// order, the low 32 carry the list index.
+    fn claim(&mut self, turn: usize, cursor: &mut PermutationCursor) -> Option<u32> {
+        let multiplier = match self.rank_multipliers[turn] {
+            0 => {
+                let inverse = modular_inverse(cursor.strides[1], self.size);
+                let multiplier = rank_multiplier(inverse, self.size);
+                self.rank_multipliers[turn] = multiplier;
+                multiplier
+            }
+            known => known,
+        };
+        let origin = multiplier.wrapping_mul(u64::from(cursor.position));
         let nearest = self
-            .tail
+            .free
             .iter()
             .zip(0u64..)
-            .map(|(&slot, index)| {
-                reduce(u64::from(slot) * inverse + shift, modulus, reciprocal) << 32 | index
-            })
+            .map(|(&slot, index)| rank_key(multiplier, origin, slot) | index)
             .min()?;
-        let slot = self.tail.swap_remove(nearest as u32 as usize);
+        let slot = self.free.swap_remove(nearest as u32 as usize);
         cursor.position = next_position(slot, cursor.strides[1], self.size);
         Some(slot)
     }
 }
 
-/// `value mod modulus` by Barrett reduction with
-/// `reciprocal = ⌊(2⁶⁴ - 1) / modulus⌋`: the quotient estimate is short by at most one.
+/// A slot's rank key: `multiplier·slot - origin mod 2⁶⁴` with the low 32 bits cleared (see
+/// [`Tail::claim`]).
 #[inline]
-fn reduce(value: u64, modulus: u64, reciprocal: u64) -> u64 {
-    let quotient = ((u128::from(value) * u128::from(reciprocal)) >> 64) as u64;
-    let remainder = value - quotient * modulus;
-    if remainder >= modulus {
-        remainder - modulus
-    } else {
-        remainder
-    }
+fn rank_key(multiplier: u64, origin: u64, slot: u32) -> u64 {
+    multiplier
+        .wrapping_mul(u64::from(slot))
+        .wrapping_sub(origin)
+        & !u64::from(u32::MAX)
+}
+
+/// `⌈2⁶⁴·inverse / size⌉`, which fits u64 because `inverse < size`.
+fn rank_multiplier(inverse: u32, size: u32) -> u64 {
+    ((u128::from(inverse) << 64).div_ceil(u128::from(size))) as u64
 }
 
 /// `value⁻¹ mod prime` by the extended Euclidean algorithm (`0 < value < prime`).
@@ -432,20 +460,35 @@ mod tests {
     }
 
     #[test]
-    fn barrett_reduction_matches_remainder() {
-        for modulus in [2u64, 31, 1021, 65_537, 4_294_967_291] {
-            let reciprocal = u64::MAX / modulus;
+    fn rank_keys_order_slots_like_ranks() {
+        for size in [2u32, 31, 1021, 65_537, MAX_SIZE - 3] {
+            let modulus = u64::from(size);
             let mut value = 1u64;
-            for _ in 0..1000 {
-                // Products of two values below the modulus, as ranking forms.
-                let product = (value % modulus) * ((value >> 17) % modulus);
-                assert_eq!(reduce(product, modulus, reciprocal), product % modulus);
+            let mut next = || {
                 value = value
                     .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1);
+                    .wrapping_add(1_442_695_040_888_963_407);
+                value >> 16
+            };
+            for _ in 0..2000 {
+                let skip = (next() % (modulus - 1) + 1) as u32;
+                let position = (next() % modulus) as u32;
+                let (first, second) = ((next() % modulus) as u32, (next() % modulus) as u32);
+                let inverse = modular_inverse(skip, size);
+                let rank = |slot: u32| {
+                    (u64::from(slot) + modulus - u64::from(position)) * u64::from(inverse) % modulus
+                };
+                let multiplier = rank_multiplier(inverse, size);
+                let origin = multiplier.wrapping_mul(u64::from(position));
+                let key = |slot| rank_key(multiplier, origin, slot);
+                assert_eq!(rank(position), 0);
+                assert_eq!(key(position), 0);
+                assert_eq!(
+                    rank(first).cmp(&rank(second)),
+                    key(first).cmp(&key(second)),
+                    "size {size}, skip {skip}, position {position}, slots {first} and {second}"
+                );
             }
-            let largest = (modulus - 1) * (modulus - 1);
-            assert_eq!(reduce(largest, modulus, reciprocal), largest % modulus);
         }
     }
 
@@ -458,6 +501,12 @@ mod tests {
         assert_eq!(
             build(&named(&["a"]), 1),
             Err(MaglevError::SizeNotPrime { size: 1 })
+        );
+        assert_eq!(
+            build(&named(&["a"]), 4_294_967_291),
+            Err(MaglevError::SizeTooLarge {
+                size: 4_294_967_291
+            })
         );
     }
 
