@@ -70,7 +70,8 @@ pub struct MaglevTable {
     slots: Box<[u32]>,
 }
 
-/// Where one backend is in its permutation, and how much weight credit it holds.
+/// Where one backend is in its permutation (its weight credit is a [`Credit`] of its own, which
+/// the equal-weight rounds never touch).
 struct PermutationCursor {
     /// The next entry of the permutation to try.
     position: u32,
@@ -78,8 +79,27 @@ struct PermutationCursor {
     /// them, relative to `position`.
     strides: [u32; PROBE_LANES + 1],
     backend: u32,
-    weight: u32,
-    credit: u64,
+}
+
+/// A backend's weight, and the credit it has earned toward its next claim.
+struct Credit {
+    weight: u64,
+    earned: u64,
+}
+
+impl Credit {
+    /// Earns the weight for one turn; whether the turn claims a slot (every `max_weight` earned).
+    ///
+    /// Credit stays below `max_weight` and no weight exceeds it, so a turn claims at most once.
+    #[inline]
+    fn take_turn(&mut self, max_weight: u64) -> bool {
+        self.earned += self.weight;
+        let claims = self.earned >= max_weight;
+        if claims {
+            self.earned -= max_weight;
+        }
+        claims
+    }
 }
 
 /// Whether `n` is prime; config validation uses it to reject a bad `maglev_table_size` early.
@@ -129,15 +149,14 @@ pub fn build(backends: &[MaglevBackend<'_>], size: u32) -> Result<MaglevTable, M
     if max_weight == 0 {
         return Ok(MaglevTable { slots });
     }
-    let mut cursors = cursors_in_turn_order(backends, size);
+    let (mut cursors, mut credits) = turns_in_name_order(backends, size);
 
     // Whole rounds while one cannot bring the free slots down to the tail: every claim probes,
-    // and no claim checks how many slots are left. Credit stays below `max_weight` and no weight
-    // exceeds it, so a turn claims at most one slot; with equal weights, every turn claims one
-    // (a loop of its own, without credit: 10% faster).
+    // and no claim checks how many slots are left. A turn claims at most one slot; with equal
+    // weights every turn claims one (a loop of its own, without credit: 10% faster).
     let mut taken = vec![false; 2 * size as usize];
     let mut free_count = size as usize;
-    let equal_weights = cursors.iter().all(|c| u64::from(c.weight) == max_weight);
+    let equal_weights = credits.iter().all(|c| c.weight == max_weight);
     while equal_weights && free_count > TAIL_SLOTS + cursors.len() {
         for cursor in &mut cursors {
             let slot = claim_by_probing(&mut taken, cursor, size);
@@ -146,10 +165,8 @@ pub fn build(backends: &[MaglevBackend<'_>], size: u32) -> Result<MaglevTable, M
         free_count -= cursors.len();
     }
     while free_count > TAIL_SLOTS + cursors.len() {
-        for cursor in &mut cursors {
-            cursor.credit += u64::from(cursor.weight);
-            if cursor.credit >= max_weight {
-                cursor.credit -= max_weight;
+        for (cursor, credit) in cursors.iter_mut().zip(&mut credits) {
+            if credit.take_turn(max_weight) {
                 let slot = claim_by_probing(&mut taken, cursor, size);
                 slots[slot as usize] = cursor.backend;
                 free_count -= 1;
@@ -160,12 +177,10 @@ pub fn build(backends: &[MaglevBackend<'_>], size: u32) -> Result<MaglevTable, M
     let turns = cursors.len();
     let mut tail = None;
     for turn in (0..turns).cycle() {
-        let cursor = &mut cursors[turn];
-        cursor.credit += u64::from(cursor.weight);
-        if cursor.credit < max_weight {
+        if !credits[turn].take_turn(max_weight) {
             continue;
         }
-        cursor.credit -= max_weight;
+        let cursor = &mut cursors[turn];
         let slot = if free_count > TAIL_SLOTS {
             free_count -= 1;
             claim_by_probing(&mut taken, cursor, size)
@@ -181,9 +196,12 @@ pub fn build(backends: &[MaglevBackend<'_>], size: u32) -> Result<MaglevTable, M
     Ok(MaglevTable { slots })
 }
 
-/// One cursor per backend of nonzero weight, in name order (not list order, so reordering the
-/// configuration moves no slot).
-fn cursors_in_turn_order(backends: &[MaglevBackend<'_>], size: u32) -> Vec<PermutationCursor> {
+/// A cursor and a credit per backend of nonzero weight, in name order (not list order, so
+/// reordering the configuration moves no slot).
+fn turns_in_name_order(
+    backends: &[MaglevBackend<'_>],
+    size: u32,
+) -> (Vec<PermutationCursor>, Vec<Credit>) {
     let modulus = u64::from(size);
     let mut turns: Vec<(u128, &MaglevBackend<'_>, u32)> = backends
         .iter()
@@ -208,15 +226,18 @@ fn cursors_in_turn_order(backends: &[MaglevBackend<'_>], size: u32) -> Vec<Permu
             for lane in 1..strides.len() {
                 strides[lane] = next_position(strides[lane - 1], skip, size);
             }
-            PermutationCursor {
+            let cursor = PermutationCursor {
                 position: (h1 % modulus) as u32,
                 strides,
                 backend,
-                weight: b.weight,
-                credit: 0,
-            }
+            };
+            let credit = Credit {
+                weight: u64::from(b.weight),
+                earned: 0,
+            };
+            (cursor, credit)
         })
-        .collect()
+        .unzip()
 }
 
 /// The first 16 bytes of `name` as a big-endian integer, zero-padded: where two names' prefixes
@@ -520,7 +541,7 @@ mod tests {
             "ä",
             "backend-0000000000.example",
         ];
-        let cursors = cursors_in_turn_order(&named(&names), 65_537);
+        let (cursors, _) = turns_in_name_order(&named(&names), 65_537);
         let turns: Vec<&str> = cursors.iter().map(|c| names[c.backend as usize]).collect();
         let mut sorted = names.to_vec();
         sorted.sort();
