@@ -7,11 +7,11 @@ use std::collections::BTreeSet;
 use proptest::prelude::*;
 use xlb::lb::hash::backend_hashes;
 use xlb::lb::maglev::{build, MaglevBackend, MaglevTable, DEFAULT_SIZE, NO_BACKEND};
+use xxhash_rust::xxh3::xxh3_64;
 
 #[path = "support/papers_loop.rs"]
 mod papers_loop;
 use papers_loop::plain_loop_build;
-use xxhash_rust::xxh3::xxh3_64;
 
 /// Primes used as table sizes; 65537 is the default.
 const SIZES: [u32; 4] = [251, 1021, 4093, 65_537];
