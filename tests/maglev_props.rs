@@ -79,8 +79,7 @@ proptest! {
         size in prop::sample::select(vec![7u32, 31, 251, 1021, 4093, 65_537]),
     ) {
         // Equal weights take a loop of their own in the build, without credit.
-        let list: Vec<MaglevBackend<'_>> =
-            names.iter().map(|name| MaglevBackend { name, weight }).collect();
+        let list = weighted(&names, &vec![weight; names.len()]);
         let table = build(&list, size).unwrap();
         prop_assert_eq!(table.slots(), &plain_loop_build(&list, size)[..]);
     }
