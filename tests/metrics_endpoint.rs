@@ -101,6 +101,8 @@ fn fixture() -> Fixture {
             max_addresses: 8,
             linger_ms: 1_000,
             idle_ms: 60_000,
+            embryonic_ms: 5_000,
+            embryonic_per_source: 256,
         }),
         nat: NatSessionTable::new(NatConfig {
             addresses: table.dataplane.nat.addresses.clone(),

@@ -104,6 +104,8 @@ proptest! {
             max_addresses: 8,
             linger_ms: 5,
             idle_ms: 10,
+            embryonic_ms: 5,
+            embryonic_per_source: 2,
         });
         for (now_ms, bytes) in (0u64..).zip(&packets) {
             decide_on(&table, bytes, now_ms);

@@ -71,6 +71,8 @@ impl Bench {
                     max_addresses: 8,
                     linger_ms: 2_000,
                     idle_ms: 3_600_000,
+                    embryonic_ms: 5_000,
+                    embryonic_per_source: 256,
                 }),
                 nat: NatSessionTable::new(NatConfig {
                     addresses: Vec::new(),

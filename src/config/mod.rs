@@ -21,7 +21,7 @@ pub use error::ConfigError;
 pub use model::{
     Backend, BackendState, Dataplane, Encapsulation, FlowTableConfig, Forwarding, HealthCheck,
     HealthCheckKind, IdlePolicy, Interface, NatConfig, Protocol, Queues, SctpTableConfig, Service,
-    ServiceTable, Workers, XdpMode, ZeroCopy,
+    ServiceTable, Workers, XdpMode, ZeroCopy, SCTP_MAX_ADDRESSES,
 };
 pub use text::{format_mac, parse_duration, parse_mac};
 

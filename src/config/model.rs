@@ -251,18 +251,29 @@ impl Default for FlowTableConfig {
     }
 }
 
+/// Most client addresses an SCTP association record stores (`sctp.max_addresses` is
+/// validated against it): a multihomed peer rarely has more than four.
+pub const SCTP_MAX_ADDRESSES: usize = 8;
+
 /// Size and limits of the SCTP association table shared by all workers (DESIGN §5).
 #[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SctpTableConfig {
     /// Associations tracked in total.
     pub capacity: usize,
-    /// Client addresses remembered per association (1..=16); more are ignored.
+    /// Client addresses remembered per association (1..=8); more are counted and ignored.
     pub max_addresses: usize,
     /// How long a record stays after ABORT or SHUTDOWN-COMPLETE, for stragglers.
     #[serde(deserialize_with = "text::duration")]
     #[schemars(schema_with = "text::duration_schema")]
     pub linger: Duration,
+    /// How long an association whose INIT was seen waits for its COOKIE-ECHO before its
+    /// record is freed; such records are also the first evicted when the table is full.
+    #[serde(deserialize_with = "text::duration")]
+    #[schemars(schema_with = "text::duration_schema")]
+    pub embryonic_timeout: Duration,
+    /// Most associations one client address may have waiting for their COOKIE-ECHO.
+    pub embryonic_per_source: u32,
 }
 
 impl Default for SctpTableConfig {
@@ -271,6 +282,10 @@ impl Default for SctpTableConfig {
             capacity: 65536,
             max_addresses: 8,
             linger: Duration::from_secs(2),
+            // An INIT retransmitted after RTO.Initial (1 s, RFC 9260 §16) and again
+            // after 2 s still finds its record.
+            embryonic_timeout: Duration::from_secs(5),
+            embryonic_per_source: 256,
         }
     }
 }

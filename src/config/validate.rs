@@ -10,7 +10,7 @@ use crate::lb::maglev::{self, is_prime};
 use super::locate::FieldPath;
 use super::model::{
     Dataplane, Forwarding, HealthCheck, HealthCheckKind, Protocol, Queues, Service, ServiceTable,
-    Workers,
+    Workers, SCTP_MAX_ADDRESSES,
 };
 
 /// A semantic error: the node it is about and what is wrong with it.
@@ -38,8 +38,8 @@ pub(crate) const MAGLEV_SLOTS_PER_BACKEND_MIN: u32 = 10;
 const BATCH_SIZE_RANGE: std::ops::RangeInclusive<usize> = 1..=256;
 /// AF_XDP ring sizes accepted (each a power of two).
 const RING_SIZE_RANGE: std::ops::RangeInclusive<u32> = 64..=16384;
-/// Client addresses per SCTP association accepted.
-const SCTP_MAX_ADDRESSES_RANGE: std::ops::RangeInclusive<usize> = 1..=16;
+/// Client addresses per SCTP association accepted: what an association record stores.
+const SCTP_MAX_ADDRESSES_RANGE: std::ops::RangeInclusive<usize> = 1..=SCTP_MAX_ADDRESSES;
 /// Longest interface name Linux accepts (IFNAMSIZ minus the NUL).
 const INTERFACE_NAME_MAX: usize = 15;
 
@@ -159,6 +159,18 @@ fn check_dataplane(dataplane: &Dataplane, services: &[Service], at: &FieldPath) 
                 SCTP_MAX_ADDRESSES_RANGE.start(),
                 SCTP_MAX_ADDRESSES_RANGE.end()
             ),
+        );
+    }
+    if dataplane.sctp.embryonic_timeout.is_zero() {
+        return problem(
+            sctp.key("embryonic_timeout"),
+            "0 frees every association before its COOKIE-ECHO arrives; give a duration like 5s",
+        );
+    }
+    if dataplane.sctp.embryonic_per_source == 0 {
+        return problem(
+            sctp.key("embryonic_per_source"),
+            "0 refuses every new association; give at least 1 (default 256)",
         );
     }
     check_maglev_table_size(

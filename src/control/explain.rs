@@ -150,9 +150,7 @@ pub fn explain(
     let shared = SharedTables {
         sctp: SctpAssociationTable::new(SctpConfig {
             capacity: 16,
-            max_addresses: d.sctp.max_addresses,
-            linger_ms: 0,
-            idle_ms: 1000,
+            ..SctpConfig::from_table(d)
         }),
         nat: NatSessionTable::new(NatConfig {
             addresses: d.nat.addresses.clone(),

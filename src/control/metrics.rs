@@ -15,6 +15,7 @@
 //! handles), and an id freed by one backend and later taken by another carries the
 //! old owner's count into the newcomer's first sample.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -32,7 +33,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tracing::{debug, warn};
 
-use crate::lb::snapshot::Snapshot;
+use crate::lb::snapshot::{BackendId, Snapshot};
 use crate::pipeline::stage::SharedTables;
 use crate::pipeline::verdict::DropReason;
 use crate::runtime::worker::WorkerStats;
@@ -431,6 +432,21 @@ impl SourcesCollector {
             "Flows and SCTP associations newly placed on the backend, summed over workers.",
             labelled(&|id, _, _| summed(|s| &s.backend_new_flows[..], id)),
         )?;
+        let associations: HashMap<BackendId, u32> = self
+            .0
+            .shared
+            .sctp
+            .associations_by_backend()
+            .into_iter()
+            .collect();
+        gauges(
+            encoder,
+            "xlb_backend_sctp_associations",
+            "SCTP associations the backend owns now (xlb diff --url reads it).",
+            labelled(&|id, _, _| {
+                u64::from(associations.get(&(id as BackendId)).copied().unwrap_or(0))
+            }),
+        )?;
         gauges(
             encoder,
             "xlb_backend_up",
@@ -489,11 +505,29 @@ impl SourcesCollector {
             "New SCTP associations refused because the table was full.",
             sctp.table_full,
         )?;
+        gauge(
+            encoder,
+            "xlb_sctp_embryonic",
+            "SCTP associations whose INIT was seen and whose COOKIE-ECHO is awaited.",
+            sctp.embryonic as u64,
+        )?;
         counter(
             encoder,
-            "xlb_sctp_tag_collisions",
-            "Backend verification tags that collided with another association's.",
-            sctp.tag_collisions,
+            "xlb_sctp_embryonic_evicted",
+            "Embryonic SCTP records evicted, oldest first, to make room (an INIT flood).",
+            sctp.embryonic_evicted,
+        )?;
+        counter(
+            encoder,
+            "xlb_sctp_embryonic_expired",
+            "Embryonic SCTP records freed because no COOKIE-ECHO followed the INIT in time.",
+            sctp.embryonic_expired,
+        )?;
+        counter(
+            encoder,
+            "xlb_sctp_associations_backend_gone",
+            "SCTP associations ended because their backend left the service.",
+            sctp.backend_gone,
         )?;
         let nat = self.0.shared.nat.stats();
         gauge(

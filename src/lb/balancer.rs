@@ -117,14 +117,14 @@ impl Balancer {
         hash: u64,
         now_ms: u64,
     ) -> Decision {
+        let entry = snapshot.service(service);
         let path = SctpPath {
-            service,
+            service: entry.id,
             src,
             dst,
             src_port: ports.0,
             dst_port: ports.1,
         };
-        let entry = snapshot.service(service);
         match associations.decide(
             &path,
             sctp,

@@ -28,6 +28,11 @@ pub const MAX_BACKENDS: usize = 4096;
 /// Index of a service in one snapshot (not stable across generations).
 pub type ServiceIndex = u32;
 
+/// Stable identity of a service across config generations: the same while a service of
+/// that name stays in the table, wherever it is listed. State that outlives a generation
+/// (SCTP associations) is keyed by it, never by a [`ServiceIndex`].
+pub type ServiceId = u32;
+
 /// Where frames for a backend leave: egress port and the two MAC addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NextHop {
@@ -73,6 +78,8 @@ pub struct BackendEntry {
 /// One service as the fast path sees it.
 #[derive(Debug)]
 pub struct ServiceEntry {
+    /// Stable identity (by name) across generations.
+    pub id: ServiceId,
     /// Name from the config.
     pub name: String,
     /// L4 protocol.
@@ -166,6 +173,8 @@ pub type DownBackends = HashSet<(String, String)>;
 /// The read-mostly state of one config generation.
 pub struct Snapshot {
     generation: u64,
+    /// The last [`ServiceId`] handed out, carried from generation to generation.
+    next_service_id: ServiceId,
     services: Vec<ServiceEntry>,
     by_vip: FxHashMap<VipKey, ServiceIndex>,
     backends: Vec<Option<BackendEntry>>,
@@ -187,12 +196,14 @@ impl Snapshot {
     ) -> Result<Snapshot, SnapshotError> {
         let mut old_ids: FxHashMap<(&str, &str, IpAddr), BackendId> = FxHashMap::default();
         let mut old_services: FxHashMap<&str, &ServiceEntry> = FxHashMap::default();
+        let mut next_service_id: ServiceId = 0;
         if let Some(prev) = previous {
             for b in prev.backends.iter().flatten() {
                 let service = prev.services[b.service as usize].name.as_str();
                 old_ids.insert((service, b.name.as_str(), b.address), b.id);
             }
             old_services.extend(prev.services.iter().map(|s| (s.name.as_str(), s)));
+            next_service_id = prev.next_service_id;
         }
         // New backends take ids that were free in the previous generation too, so a
         // flow still pinned to a just-removed backend never lands on a newcomer.
@@ -249,9 +260,18 @@ impl Snapshot {
             let size = table.dataplane.maglev_table_size;
             // A reload or a health change usually touches few services: the others keep
             // their table instead of paying a Maglev build (about a millisecond) each.
-            let unchanged = old_services
-                .get(service.name.as_str())
-                .filter(|old| old.maglev.size() == size && same_ring(&old.ring, &ring));
+            let old = old_services.get(service.name.as_str());
+            // A service keeps its id while its name stays; a new name never reuses one,
+            // so a removed service's associations can never match a newcomer.
+            let id = match old {
+                Some(old) => old.id,
+                None => {
+                    next_service_id += 1;
+                    next_service_id
+                }
+            };
+            let unchanged =
+                old.filter(|old| old.maglev.size() == size && same_ring(&old.ring, &ring));
             let maglev = match unchanged {
                 Some(old) => old.maglev.clone(),
                 None => Arc::new(maglev::build(&ring, size).map_err(|source| {
@@ -271,6 +291,7 @@ impl Snapshot {
                 }
             }
             services.push(ServiceEntry {
+                id,
                 name: service.name.clone(),
                 protocol: service.protocol,
                 forwarding: service.forwarding,
@@ -295,6 +316,7 @@ impl Snapshot {
             .collect();
         Ok(Snapshot {
             generation,
+            next_service_id,
             services,
             by_vip,
             backends,

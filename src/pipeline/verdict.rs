@@ -35,6 +35,14 @@ pub enum DropReason {
     SctpTableFull,
     /// The association's backend left the service.
     SctpBackendGone,
+    /// An SCTP chunk that would change balancer state (INIT, COOKIE-ECHO, ASCONF, ABORT,
+    /// SHUTDOWN-COMPLETE) failed its CRC32c.
+    SctpBadChecksum,
+    /// A state-changing SCTP chunk from an address that is not one of its association's.
+    SctpForeignAddress,
+    /// An SCTP INIT from a client address that already has its share of half-open
+    /// associations (INIT seen, no COOKIE-ECHO yet).
+    SctpInitLimit,
     /// No free SNAT port for a new NAT session.
     NatPortsExhausted,
     /// A packet to an SNAT address that matches no NAT session.
@@ -49,7 +57,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 17] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::Malformed,
         DropReason::UnsupportedProtocol,
         DropReason::IpFragment,
@@ -62,6 +70,9 @@ impl DropReason {
         DropReason::SctpMalformed,
         DropReason::SctpTableFull,
         DropReason::SctpBackendGone,
+        DropReason::SctpBadChecksum,
+        DropReason::SctpForeignAddress,
+        DropReason::SctpInitLimit,
         DropReason::NatPortsExhausted,
         DropReason::NatNoSession,
         DropReason::IcmpUnmatched,
@@ -87,6 +98,9 @@ impl DropReason {
             DropReason::SctpMalformed => "sctp_malformed",
             DropReason::SctpTableFull => "sctp_table_full",
             DropReason::SctpBackendGone => "sctp_backend_gone",
+            DropReason::SctpBadChecksum => "sctp_bad_checksum",
+            DropReason::SctpForeignAddress => "sctp_foreign_address",
+            DropReason::SctpInitLimit => "sctp_init_limit",
             DropReason::NatPortsExhausted => "nat_ports_exhausted",
             DropReason::NatNoSession => "nat_no_session",
             DropReason::IcmpUnmatched => "icmp_unmatched",

@@ -194,12 +194,7 @@ impl Dataplane {
 
         let d = &table.dataplane;
         let shared = Arc::new(SharedTables {
-            sctp: SctpAssociationTable::new(SctpConfig {
-                capacity: d.sctp.capacity,
-                max_addresses: d.sctp.max_addresses,
-                linger_ms: d.sctp.linger.as_millis() as u64,
-                idle_ms: d.flow_table.sctp_idle.as_millis() as u64,
-            }),
+            sctp: SctpAssociationTable::new(SctpConfig::from_table(d)),
             nat: NatSessionTable::new(NatConfig {
                 addresses: d.nat.addresses.clone(),
                 port_range: d.nat.port_range,

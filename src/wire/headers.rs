@@ -421,6 +421,10 @@ pub struct QuotedFlow {
     pub src_port: u16,
     /// Quoted TCP/UDP/SCTP destination port; 0 as for `src_port`.
     pub dst_port: u16,
+    /// Quoted SCTP verification tag (the receiver's tag), when the quote holds it.
+    //# RFC 792: Internet Header + 64 bits of Original Data Datagram
+    // Those 64 bits are exactly SCTP's ports and verification tag.
+    pub sctp_tag: Option<u32>,
 }
 
 /// Is this ICMP type an error that quotes the offending packet?
@@ -502,12 +506,20 @@ pub fn parse_icmp_error(frame: &[u8], headers: &Headers) -> Result<QuotedFlow> {
         (protocol::TCP | protocol::UDP | protocol::SCTP, Some(l4)) => (be16(l4, 0)?, be16(l4, 2)?),
         _ => (0, 0),
     };
+    let sctp_tag = match (l4_proto, l4) {
+        (protocol::SCTP, Some(l4)) => l4
+            .get(4..8)
+            .and_then(|tag| <[u8; 4]>::try_from(tag).ok())
+            .map(u32::from_be_bytes),
+        _ => None,
+    };
     Ok(QuotedFlow {
         src,
         dst,
         l4_proto,
         src_port,
         dst_port,
+        sctp_tag,
     })
 }
 
@@ -759,6 +771,7 @@ mod tests {
                 l4_proto: protocol::TCP,
                 src_port: 80,
                 dst_port: 40000,
+                sctp_tag: None,
             })
         );
         let headers = parse(&ICMP6_PTB).unwrap();
@@ -770,6 +783,7 @@ mod tests {
                 l4_proto: protocol::UDP,
                 src_port: 53,
                 dst_port: 5353,
+                sctp_tag: None,
             })
         );
     }

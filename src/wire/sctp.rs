@@ -33,6 +33,8 @@ pub const PARAM_ADD_IP: u16 = 0xC001;
 pub const PARAM_DELETE_IP: u16 = 0xC002;
 /// ASCONF parameter type: Set Primary Address (RFC 5061 §4.2.4).
 pub const PARAM_SET_PRIMARY: u16 = 0xC004;
+/// Zero Checksum Acceptable parameter type (RFC 9653 §5.1).
+pub const PARAM_ZERO_CHECKSUM_ACCEPTABLE: u16 = 0x8001;
 
 /// The T bit of ABORT and SHUTDOWN-COMPLETE chunk flags.
 //# RFC 9260 §3.3.7: T bit: The T bit is set to 0 if the sender filled in the
@@ -533,6 +535,15 @@ impl<'a> InitChunk<'a> {
     #[inline]
     pub fn params(&self) -> ParamIter<'a> {
         ParamIter::new(&self.bytes[INIT_FIXED_LEN..])
+    }
+
+    /// Whether the sender announces that it accepts packets with a zero checksum.
+    // RFC 9653 §5.1 (paraphrased): the Zero Checksum Acceptable parameter (0x8001) may
+    // appear in INIT and INIT ACK chunks.
+    pub fn accepts_zero_checksum(&self) -> bool {
+        self.params()
+            .map_while(|param| param.ok())
+            .any(|param| param.param_type == PARAM_ZERO_CHECKSUM_ACCEPTABLE)
     }
 
     /// The IPv4 and IPv6 Address parameters, other parameters skipped.

@@ -12,6 +12,7 @@ use crate::wire::reply;
 
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_SCTP: u8 = 132;
 const ICMPV4_ECHO_REQUEST: u8 = 8;
 const ICMPV6_ECHO_REQUEST: u8 = 128;
 
@@ -76,7 +77,9 @@ impl Stage for Icmp {
 }
 
 /// The backend of the flow quoted in an ICMP error: the quoted packet went from the
-/// VIP (sent by a backend, DSR) to the client.
+/// VIP (sent by a backend, DSR) to the client. SCTP errors follow the association
+/// (by the quoted client tag), whichever of its paths they quote; other protocols
+/// follow the flow table or Maglev.
 fn quoted_flow_target(
     frame: &[u8],
     h: &Headers,
@@ -87,13 +90,6 @@ fn quoted_flow_target(
     let service = ctx
         .snapshot
         .service_for(quoted.src, quoted.src_port, quoted.l4_proto)?;
-    let key = FlowKey {
-        vip: quoted.src,
-        client: quoted.dst,
-        vip_port: quoted.src_port,
-        client_port: quoted.dst_port,
-        proto: quoted.l4_proto,
-    };
     let hash = flow_hash(
         &quoted.dst,
         &quoted.src,
@@ -101,6 +97,26 @@ fn quoted_flow_target(
         quoted.src_port,
         quoted.l4_proto,
     );
+    if quoted.l4_proto == IPPROTO_SCTP {
+        let backend = ctx.shared.sctp.backend_for_error(
+            ctx.snapshot.service(service).id,
+            quoted.dst,
+            quoted.dst_port,
+            quoted.src_port,
+            quoted.sctp_tag?,
+        )?;
+        return ctx
+            .snapshot
+            .keeps_flow(service, backend)
+            .then_some((hash, Target::Backend { service, backend }));
+    }
+    let key = FlowKey {
+        vip: quoted.src,
+        client: quoted.dst,
+        vip_port: quoted.src_port,
+        client_port: quoted.dst_port,
+        proto: quoted.l4_proto,
+    };
     let backend = worker
         .balancer
         .peek_flow(ctx.snapshot, service, &key, hash, ctx.now_ms)?;
