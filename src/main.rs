@@ -52,12 +52,16 @@ enum Command {
         /// VIP and port.
         dst: SocketAddr,
     },
-    /// What a reload from OLD to NEW would change: backends and Maglev slots per service.
+    /// What a reload from OLD to NEW would change: backends and Maglev slots per service,
+    /// and with --url the live SCTP associations that would end.
     Diff {
         /// The running table.
         old: PathBuf,
         /// The table to load.
         new: PathBuf,
+        /// Metrics endpoint of the running xlb, to count its live SCTP associations.
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Print the JSON Schema of the service table, for editors.
     Schema,
@@ -143,9 +147,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let table = config::load(&config)?;
             println!("{}", explain::explain(&table, protocol.into(), src, dst)?);
         }
-        Command::Diff { old, new } => {
+        Command::Diff { old, new, url } => {
             let (old, new) = (config::load(&old)?, config::load(&new)?);
-            for service in diff::diff(&old, &new)? {
+            let live = url
+                .map(|url| xlb::control::stats::live_associations(&url))
+                .transpose()?;
+            for service in diff::diff(&old, &new, live.as_ref())? {
                 println!("{service}");
             }
         }

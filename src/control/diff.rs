@@ -1,7 +1,9 @@
 //! What a reload from one service table to another would change, per service:
-//! backends added, removed and drained, and Maglev slots that move. Shared by
-//! `xlb diff` and the reload log, so both report the same thing.
+//! backends added, removed and drained, Maglev slots that move, and, given the live
+//! SCTP association counts, how many associations end. Shared by `xlb diff` and the
+//! reload log, so both report the same thing.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use crate::config::{BackendState, ServiceTable};
@@ -24,7 +26,15 @@ pub struct ServiceDiff {
     pub slots_moved: usize,
     /// Maglev table size.
     pub slots: usize,
+    /// Live SCTP associations that end: those of backends (and services) that leave.
+    /// Associations of a kept backend stay on it, so none ever moves. `None` when the
+    /// live counts are unknown.
+    pub associations_ended: Option<u64>,
 }
+
+/// Live SCTP associations per (service name, backend name), as a running xlb reports
+/// them (`xlb_backend_sctp_associations`).
+pub type LiveAssociations = HashMap<(String, String), u64>;
 
 /// Whether a service appears, disappears or stays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,12 +82,20 @@ impl fmt::Display for ServiceDiff {
                 write!(f, "; backends {label}: {}", list.join(", "))?;
             }
         }
+        if let Some(ended) = self.associations_ended {
+            write!(f, "; live SCTP associations ended: {ended}")?;
+        }
         Ok(())
     }
 }
 
-/// Compares two tables service by service (by name), old services first.
-pub fn diff(old: &ServiceTable, new: &ServiceTable) -> Result<Vec<ServiceDiff>, SnapshotError> {
+/// Compares two tables service by service (by name), old services first. `live`, when
+/// known, counts the associations each backend holds now.
+pub fn diff(
+    old: &ServiceTable,
+    new: &ServiceTable,
+    live: Option<&LiveAssociations>,
+) -> Result<Vec<ServiceDiff>, SnapshotError> {
     let resolver = StaticResolver {
         port_macs: Vec::new(),
         egress: 0,
@@ -85,6 +103,19 @@ pub fn diff(old: &ServiceTable, new: &ServiceTable) -> Result<Vec<ServiceDiff>, 
     let none = DownBackends::new();
     let before = Snapshot::build(old, 0, None, &resolver, &none)?;
     let after = Snapshot::build(new, 1, Some(&before), &resolver, &none)?;
+    // A backend's associations end when its stable id is not in the new generation:
+    // it was removed, its address changed, or its service left.
+    let ended = |service: &ServiceEntry| {
+        live.map(|live| {
+            service
+                .backend_ids
+                .iter()
+                .filter(|id| after.backend(**id).is_none())
+                .filter_map(|id| before.backend(*id))
+                .filter_map(|backend| live.get(&(service.name.clone(), backend.name.clone())))
+                .sum()
+        })
+    };
     let mut out = Vec::new();
     for (index, service) in old.services.iter().enumerate() {
         let old_entry = &before.services()[index];
@@ -97,6 +128,7 @@ pub fn diff(old: &ServiceTable, new: &ServiceTable) -> Result<Vec<ServiceDiff>, 
                 backends_drained: Vec::new(),
                 slots_moved: old_entry.maglev.size() as usize,
                 slots: old_entry.maglev.size() as usize,
+                associations_ended: ended(old_entry),
             });
             continue;
         };
@@ -132,6 +164,7 @@ pub fn diff(old: &ServiceTable, new: &ServiceTable) -> Result<Vec<ServiceDiff>, 
                 .collect(),
             slots_moved: slots_moved(old_entry, &after.services()[new_index]),
             slots: after.services()[new_index].maglev.size() as usize,
+            associations_ended: ended(old_entry),
         });
     }
     for (index, service) in new.services.iter().enumerate() {
@@ -145,6 +178,7 @@ pub fn diff(old: &ServiceTable, new: &ServiceTable) -> Result<Vec<ServiceDiff>, 
                 backends_drained: Vec::new(),
                 slots_moved: size,
                 slots: size,
+                associations_ended: live.map(|_| 0),
             });
         }
     }
@@ -163,4 +197,68 @@ fn slots_moved(old: &ServiceEntry, new: &ServiceEntry) -> usize {
         .zip(new.maglev.slots())
         .filter(|(a, b)| owner(old, **a) != owner(new, **b))
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    fn table(above: &str, amf: &[(&str, &str)]) -> ServiceTable {
+        let backends: String = amf
+            .iter()
+            .map(|(name, address)| format!("      - {{ name: {name}, address: {address} }}\n"))
+            .collect();
+        let yaml = format!(
+            "version: 1\ndataplane:\n  interfaces: [{{ name: eth0 }}]\n  maglev_table_size: 1009\n\
+             services:\n{above}  - name: ngap\n    vips: [198.18.100.20]\n    protocol: sctp\n\
+             \x20   ports: [38412]\n    forwarding: dsr\n    backends:\n{backends}"
+        );
+        config::parse(&yaml, "t.yaml").expect("valid")
+    }
+
+    const WEB: &str = "  - name: web\n    vips: [198.18.100.10]\n    protocol: tcp\n    ports: [80]\n    forwarding: dsr\n    backends:\n      - { name: w1, address: 198.18.1.31 }\n";
+
+    fn live() -> LiveAssociations {
+        [("amf-1", 5), ("amf-2", 7), ("amf-3", 11)]
+            .into_iter()
+            .map(|(backend, n)| (("ngap".to_owned(), backend.to_owned()), n))
+            .collect()
+    }
+
+    fn ngap(diffs: &[ServiceDiff]) -> &ServiceDiff {
+        diffs.iter().find(|d| d.name == "ngap").expect("ngap")
+    }
+
+    #[test]
+    fn associations_end_only_with_their_backend_or_service() {
+        let amf = [
+            ("amf-1", "198.18.1.21"),
+            ("amf-2", "198.18.1.22"),
+            ("amf-3", "198.18.1.23"),
+        ];
+        let old = table("", &amf);
+        // A service added above, nothing else: nothing ends.
+        let reordered = diff(&old, &table(WEB, &amf), Some(&live())).unwrap();
+        assert_eq!(ngap(&reordered).associations_ended, Some(0));
+        assert!(!ngap(&reordered).is_change());
+        // amf-1 removed, amf-3 readdressed: theirs end.
+        let changed = table(WEB, &[("amf-2", "198.18.1.22"), ("amf-3", "198.18.1.33")]);
+        let diffs = diff(&old, &changed, Some(&live())).unwrap();
+        assert_eq!(ngap(&diffs).associations_ended, Some(5 + 11));
+        assert!(ngap(&diffs)
+            .to_string()
+            .ends_with("; live SCTP associations ended: 16"));
+        // Without live counts the figure is unknown, not zero.
+        assert_eq!(
+            ngap(&diff(&old, &changed, None).unwrap()).associations_ended,
+            None
+        );
+        // The whole service removed: all of them.
+        let mut without = table(WEB, &amf);
+        without.services.retain(|s| s.name != "ngap");
+        let diffs = diff(&old, &without, Some(&live())).unwrap();
+        assert_eq!(ngap(&diffs).change, Change::Removed);
+        assert_eq!(ngap(&diffs).associations_ended, Some(5 + 7 + 11));
+    }
 }

@@ -117,6 +117,23 @@ pub fn run_stats_on(
 }
 
 /// A scrape target: `authority` (host:port) and the request path.
+/// The live SCTP associations per (service, backend) a running xlb reports, for
+/// `xlb diff --url`.
+pub fn live_associations(url: &str) -> Result<crate::control::diff::LiveAssociations, StatsError> {
+    let scrape = Endpoint::parse(url)?.scrape()?;
+    Ok(scrape
+        .series("xlb_backend_sctp_associations")
+        .iter()
+        .map(|sample| {
+            let key = (
+                sample.label("service").to_owned(),
+                sample.label("backend").to_owned(),
+            );
+            (key, sample.value as u64)
+        })
+        .collect())
+}
+
 struct Endpoint {
     url: String,
     authority: String,

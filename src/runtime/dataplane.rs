@@ -350,7 +350,7 @@ impl Dataplane {
         if table.dataplane != self.table.dataplane {
             warn!("reload: changes under `dataplane` (interfaces, workers, sizes) apply at the next restart; services are reloaded now");
         }
-        let changes = diff::diff(&self.table, &table)?;
+        let changes = diff::diff(&self.table, &table, Some(&self.live_associations()))?;
         let (resolver, unresolved) = KernelResolver::resolve(&table, RESOLVE_TIMEOUT)?;
         report_unresolved(&unresolved);
         let generation = self.generation + 1;
@@ -363,6 +363,21 @@ impl Dataplane {
             info!(generation, "reload: {change}");
         }
         Ok(changes)
+    }
+
+    /// Live SCTP associations per (service, backend) name, for the reload's diff.
+    fn live_associations(&self) -> diff::LiveAssociations {
+        let snapshot = self.replicas[0].snapshot.load();
+        self.shared
+            .sctp
+            .associations_by_backend()
+            .into_iter()
+            .filter_map(|(id, count)| {
+                let backend = snapshot.backend(id)?;
+                let service = &snapshot.service(backend.service).name;
+                Some(((service.clone(), backend.name.clone()), u64::from(count)))
+            })
+            .collect()
     }
 
     /// Re-resolves backends' next hops; republishes when one appeared or changed (a
