@@ -47,7 +47,8 @@ pub struct PktgenArgs {
     #[arg(long, value_delimiter = ',')]
     pub cores: Vec<usize>,
     /// Traffic: udp, tcp-syn (a new flow every packet), tcp-est (ACKs over --flows
-    /// flows) or sctp (--flows associations set up with INIT and COOKIE-ECHO, then DATA).
+    /// flows), sctp (--flows associations set up with INIT and COOKIE-ECHO, then DATA)
+    /// or sctp-init (an INIT from a new source every packet: a spoofed INIT flood).
     #[arg(long, value_enum, default_value = "udp")]
     pub proto: Proto,
     /// Flows (source address and port pairs; SCTP: associations).

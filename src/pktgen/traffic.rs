@@ -17,6 +17,10 @@ const IPV6_LEN: usize = 40;
 const UDP_LEN: usize = 8;
 const TCP_LEN: usize = 20;
 const SCTP_DATA_OFFSET: usize = sctp::HEADER_LEN + sctp::DATA_FIXED_LEN;
+/// An INIT's stamp travels in a Padding parameter after the fixed fields.
+const SCTP_INIT_STAMP_OFFSET: usize = sctp::HEADER_LEN + sctp::INIT_FIXED_LEN + 4;
+/// Padding parameter type: the receiver ignores its value (RFC 4820 §3).
+const PARAM_PADDING: u16 = 0x8005;
 const PROTO_SCTP: u8 = 132;
 
 /// Smallest and largest `--size` (frame bytes without the FCS).
@@ -40,6 +44,9 @@ pub enum Proto {
     TcpEst,
     /// SCTP: INIT and COOKIE-ECHO per association, then DATA over the associations.
     Sctp,
+    /// SCTP INITs, each from a new source (65536 addresses from --src up, then the
+    /// next port): a spoofed INIT flood.
+    SctpInit,
 }
 
 /// Frame sizes: one size, or the IMIX mix.
@@ -112,6 +119,15 @@ impl TrafficSpec {
         let span = u64::from(u16::MAX - self.src_port) + 1;
         let port = self.src_port + (flow % span) as u16;
         (offset_addr(self.src, flow / span), port)
+    }
+
+    /// Source address and port of flood packet `flow`: 65536 addresses from `src` up
+    /// before the port moves, so per-source limits see a new source every packet.
+    #[inline]
+    fn flood_source(&self, flow: u64) -> (IpAddr, u16) {
+        let span = u64::from(u16::MAX - self.src_port) + 1;
+        let port = self.src_port + ((flow >> 16) % span) as u16;
+        (offset_addr(self.src, flow & 0xffff), port)
     }
 
     /// The association's verification tag as the (imagined) server chose it: xlb
@@ -206,10 +222,13 @@ impl FrameWriter {
         out.copy_from_slice(&template.bytes);
         let flow = match self.spec.proto {
             // A new flow every packet: the stream and sequence number make it unique.
-            Proto::TcpSyn => (seq << 4) | u64::from(self.stream & 0xf),
+            Proto::TcpSyn | Proto::SctpInit => (seq << 4) | u64::from(self.stream & 0xf),
             _ => seq % u64::from(self.spec.flows.max(1)),
         };
-        let (mut src, port) = self.spec.flow_source(flow);
+        let (mut src, port) = match self.spec.proto {
+            Proto::SctpInit => self.spec.flood_source(flow),
+            _ => self.spec.flow_source(flow),
+        };
         if let (Proto::Sctp, Some(second)) = (self.spec.proto, self.spec.second_src) {
             if seq % 2 == 1 {
                 src = offset_addr(
@@ -226,6 +245,7 @@ impl FrameWriter {
         .to_bytes();
         match self.spec.proto {
             Proto::Sctp => self.patch_sctp(template, out, src, port, flow, seq, &stamp),
+            Proto::SctpInit => self.patch_sctp_init(template, out, src, port, flow, &stamp),
             _ => self.patch_tcp_udp(template, out, src, port, &stamp),
         }
         len
@@ -271,6 +291,26 @@ impl FrameWriter {
         out[l4..l4 + 2].copy_from_slice(&port.to_be_bytes());
         out[checksum_at..checksum_at + 2].copy_from_slice(&sum.to_be_bytes());
         out[template.stamp_at..template.stamp_at + STAMP_LEN].copy_from_slice(stamp);
+    }
+
+    #[inline]
+    fn patch_sctp_init(
+        &self,
+        template: &Template,
+        out: &mut [u8],
+        src: IpAddr,
+        port: u16,
+        flow: u64,
+        stamp: &[u8; STAMP_LEN],
+    ) {
+        self.patch_ip(template, out, src);
+        out[template.stamp_at..template.stamp_at + STAMP_LEN].copy_from_slice(stamp);
+        let mut packet = sctp::Packet::new_unchecked(&mut out[template.l4_at..]);
+        packet.set_src_port(port);
+        //# RFC 9260 §3.3.2: The Initiate Tag is allowed to have any value except 0.
+        let initiate_tag = (flow.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32 | 1;
+        packet.chunk_bytes_mut()[4..8].copy_from_slice(&initiate_tag.to_be_bytes());
+        packet.fill_checksum();
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -387,10 +427,11 @@ fn template(spec: &TrafficSpec, size: usize) -> Result<Template, FrameError> {
         Proto::Udp => UDP_LEN,
         Proto::TcpSyn | Proto::TcpEst => TCP_LEN,
         Proto::Sctp => SCTP_DATA_OFFSET,
+        Proto::SctpInit => SCTP_INIT_STAMP_OFFSET,
     };
     let mut payload_len = size.saturating_sub(l4_at + header_len).max(STAMP_LEN);
-    if spec.proto == Proto::Sctp {
-        // A DATA chunk is padded to 4 bytes; keep the frame exactly the chunk's end.
+    if matches!(spec.proto, Proto::Sctp | Proto::SctpInit) {
+        // Chunks and parameters are padded to 4 bytes; keep the frame exactly their end.
         payload_len = payload_len.next_multiple_of(4);
     }
     let payload = vec![0u8; payload_len];
@@ -427,6 +468,13 @@ fn template(spec: &TrafficSpec, size: usize) -> Result<Template, FrameError> {
                 bytes: &sctp_bytes,
             }
         }
+        Proto::SctpInit => {
+            sctp_bytes = init_with_padding(spec, &payload);
+            Transport::Raw {
+                protocol: PROTO_SCTP,
+                bytes: &sctp_bytes,
+            }
+        }
     };
     let bytes = frames::build(&FrameSpec {
         src_mac: spec.src_mac,
@@ -442,6 +490,33 @@ fn template(spec: &TrafficSpec, size: usize) -> Result<Template, FrameError> {
         l4_at,
         stamp_at: l4_at + header_len,
     })
+}
+
+/// An INIT (no address parameters) whose Padding parameter carries `padding`: the
+/// stamp and whatever makes up the frame size.
+fn init_with_padding(spec: &TrafficSpec, padding: &[u8]) -> Vec<u8> {
+    //# RFC 9260 §8.5.1: INIT is sent with a Verification Tag of 0.
+    let mut bytes = PacketRepr {
+        src_port: spec.src_port,
+        dst_port: spec.dst_port,
+        verification_tag: 0,
+        chunks: &[ChunkRepr::Init {
+            initiate_tag: 1,
+            a_rwnd: 65535,
+            outbound_streams: 1,
+            inbound_streams: 1,
+            initial_tsn: 0,
+            addresses: &[],
+        }],
+    }
+    .to_vec();
+    let param_len = 4 + padding.len();
+    bytes.extend_from_slice(&PARAM_PADDING.to_be_bytes());
+    bytes.extend_from_slice(&(param_len as u16).to_be_bytes());
+    bytes.extend_from_slice(padding);
+    let chunk_len = (sctp::INIT_FIXED_LEN + param_len) as u16;
+    bytes[sctp::HEADER_LEN + 2..sctp::HEADER_LEN + 4].copy_from_slice(&chunk_len.to_be_bytes());
+    bytes
 }
 
 #[cfg(test)]
@@ -610,5 +685,49 @@ mod tests {
             assert_eq!(packet.verification_tag(), TrafficSpec::sctp_tag(seq % 4));
             assert_eq!(stamp::find(&frame).unwrap().seq, seq as u32);
         }
+    }
+
+    #[test]
+    fn sctp_init_floods_valid_inits_from_a_new_source_every_packet() {
+        use crate::lb::sctp::{SctpAssociationTable, SctpConfig, SctpDecision, SctpPath};
+        use crate::wire::sctp::{ChunkType, InitChunk, Packet};
+        let mut s = spec(Proto::SctpInit, "198.18.128.0", "198.18.100.20");
+        s.dst_port = 38412;
+        let writer = FrameWriter::new(&s, 0).unwrap();
+        let table = SctpAssociationTable::new(SctpConfig {
+            capacity: 64,
+            max_addresses: 8,
+            linger_ms: 1_000,
+            idle_ms: 60_000,
+            embryonic_ms: 5_000,
+            embryonic_per_source: 1,
+        });
+        let mut sources = std::collections::HashSet::new();
+        for seq in 0..1000u64 {
+            let frame = write(&writer, seq);
+            let ip = Ipv4Packet::new_checked(&frame[ETHERNET_LEN..]).unwrap();
+            assert!(ip.verify_checksum());
+            let packet = Packet::new_checked(ip.payload()).unwrap();
+            assert!(packet.verify_checksum(), "seq {seq}");
+            assert_eq!(packet.verification_tag(), 0);
+            let chunk = packet.chunks().next().unwrap().unwrap();
+            assert_eq!(chunk.chunk_type(), ChunkType::Init);
+            assert_ne!(InitChunk::new_checked(chunk).unwrap().initiate_tag(), 0);
+            sources.insert(ip.src_addr());
+            // xlb takes each as a new association from a new source.
+            let path = SctpPath {
+                service: 1,
+                src: IpAddr::V4(ip.src_addr()),
+                dst: IpAddr::V4(ip.dst_addr()),
+                src_port: packet.src_port(),
+                dst_port: packet.dst_port(),
+            };
+            let decision = table.decide(&path, ip.payload(), 0, || Some(1), |_| true);
+            assert!(
+                matches!(decision, SctpDecision::Forward { .. }),
+                "{decision:?}"
+            );
+        }
+        assert_eq!(sources.len(), 1000);
     }
 }
