@@ -1,6 +1,6 @@
 //! The service table's error contract: every refusal is `FILE:LINE:COL: message`
 //! pointing at the offending node and naming its field; the documented examples
-//! (config/example.yaml, config/lab.yaml, DESIGN §3) parse; the JSON Schema is JSON.
+//! (config/example.yaml, config/lab.yaml, docs/architecture.md §3) parse; the JSON Schema is JSON.
 //!
 //! In the table below, `»` marks where the error must point; the harness removes it
 //! and asserts that exact line and column.
@@ -276,45 +276,23 @@ fn the_lab_table_parses() {
     assert!(lab.services.iter().any(|s| s.protocol == Protocol::Sctp));
 }
 
-/// The example of DESIGN §3, verbatim.
-const DESIGN_EXAMPLE: &str = r#"
-version: 1
-dataplane:
-  interfaces:
-    - name: eth1            # NIC or veth the dataplane binds
-      queues: all           # all | [0, 1]
-      xdp_mode: auto        # auto | native | skb
-      zero_copy: auto       # auto | required | off
-  workers: auto             # auto (per NUMA node, NIC-local cores) | [2, 3]
-  pipeline: l4lb            # a name in pipelines/ or a path
-  batch_size: 64
-  flow_table: { capacity: 4000000, tcp_idle: 300s, udp_idle: 30s, sctp_idle: 300s }
-  maglev_table_size: 65537  # prime
-  metrics_listen: 127.0.0.1:9781
-services:
-  - name: web
-    vips: [198.18.100.10, "2001:db8:100::10"]
-    protocol: tcp           # tcp | udp | sctp
-    ports: [80, 443]
-    forwarding: dsr         # dsr | ipip | gue | nat   (nat: tcp/udp only)
-    source_ranges: [0.0.0.0/0, "::/0"]
-    health_check: { kind: tcp, port: 80, interval: 1s, timeout: 500ms, rise: 2, fall: 3 }
-    backends:
-      - { name: node-a, address: 198.18.1.11, weight: 100 }
-      - { name: node-b, address: 198.18.1.12, weight: 100, mac: "02:00:00:00:01:12" }
-  - name: ngap              # multihomed SCTP service: one association may use every VIP
-    vips: [198.18.100.20, 198.18.101.20]
-    protocol: sctp
-    ports: [38412]
-    forwarding: dsr
-    backends:
-      - { name: amf-1, address: 198.18.1.21 }
-      - { name: amf-2, address: 198.18.1.22 }
-"#;
+/// The example table of docs/architecture.md §3, read from the document itself so the
+/// two cannot drift apart.
+fn architecture_example() -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/architecture.md"))
+        .expect("docs/architecture.md");
+    let section = doc.split_once("## 3. ").expect("a section 3").1;
+    let block = section.split_once("```yaml\n").expect("a yaml block").1;
+    block
+        .split_once("```")
+        .expect("the block ends")
+        .0
+        .to_owned()
+}
 
 #[test]
-fn the_design_example_parses() {
-    let table = config::parse(DESIGN_EXAMPLE, "DESIGN.md").unwrap();
+fn the_architecture_example_parses() {
+    let table = config::parse(&architecture_example(), "docs/architecture.md").unwrap();
     assert_eq!(table.dataplane.flow_table.capacity, 4_000_000);
     assert_eq!(table.services.len(), 2);
     let web = &table.services[0];

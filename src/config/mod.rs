@@ -1,4 +1,4 @@
-//! The service table (DESIGN §3): the YAML file that says which VIPs xlb serves,
+//! The service table (docs/architecture.md §3): the YAML file that says which VIPs xlb serves,
 //! how, and with which backends. This module reads it into a typed
 //! [`ServiceTable`], refuses bad input with `FILE:LINE:COL: field: message`
 //! errors, and prints the JSON Schema of the file for editors.

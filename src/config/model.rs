@@ -1,4 +1,4 @@
-//! The typed service table (DESIGN §3): what the YAML file says, with defaults
+//! The typed service table (docs/architecture.md §3): what the YAML file says, with defaults
 //! filled in. Its serde and JSON Schema derives describe the file format; the
 //! semantic checks live in `validate`.
 
@@ -255,7 +255,7 @@ impl Default for FlowTableConfig {
 /// validated against it): a multihomed peer rarely has more than four.
 pub const SCTP_MAX_ADDRESSES: usize = 8;
 
-/// Size and limits of the SCTP association table shared by all workers (DESIGN §5).
+/// Size and limits of the SCTP association table shared by all workers (docs/architecture.md §5).
 #[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SctpTableConfig {
@@ -464,7 +464,7 @@ pub enum Protocol {
     Tcp,
     /// UDP.
     Udp,
-    /// SCTP, with multihoming (DESIGN §5).
+    /// SCTP, with multihoming (docs/architecture.md §5).
     Sctp,
 }
 

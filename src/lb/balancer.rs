@@ -1,7 +1,7 @@
 //! Packet metadata -> backend: the balancing decision, sans-IO.
 //!
 //! TCP and UDP go through the worker's own flow table (sticky while the backend stays),
-//! SCTP through the shared association table (DESIGN §5), and new flows through the
+//! SCTP through the shared association table (docs/architecture.md §5), and new flows through the
 //! service's Maglev ring. `now` is an argument; nothing here touches a socket.
 
 use std::net::IpAddr;

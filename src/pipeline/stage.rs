@@ -10,7 +10,7 @@ use crate::pipeline::verdict::{PortId, Verdict};
 use crate::pipeline::WorkerState;
 use crate::wire::headers::Headers;
 
-/// Tables shared by every worker (DESIGN §1: the only mutable state on the packet path
+/// Tables shared by every worker (docs/architecture.md §1: the only mutable state on the packet path
 /// that workers share).
 pub struct SharedTables {
     /// SCTP associations: one association's paths may arrive on any queue.
