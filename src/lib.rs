@@ -20,5 +20,6 @@ pub mod lb;
 pub mod pipeline;
 pub mod pktgen;
 pub mod runtime;
+pub mod sys;
 pub mod wire;
 pub mod xsk;

@@ -20,8 +20,8 @@ use xlb::control::stats::run_stats;
 use xlb::lb::nat::{NatConfig, NatKey, NatSessionTable, ReplyPath};
 use xlb::lb::sctp::{SctpAssociationTable, SctpConfig, SctpDecision, SctpPath};
 use xlb::lb::snapshot::{BackendId, DownBackends, Snapshot, StaticResolver};
+use xlb::lb::verdict::DropReason;
 use xlb::pipeline::stage::SharedTables;
-use xlb::pipeline::verdict::DropReason;
 use xlb::runtime::worker::WorkerStats;
 use xlb::wire::sctp::{ChunkRepr, PacketRepr};
 

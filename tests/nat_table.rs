@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
 use xlb::lb::nat::{NatBinding, NatConfig, NatKey, NatSessionTable, ReplyPath};
-use xlb::pipeline::verdict::DropReason;
+use xlb::lb::verdict::DropReason;
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;

@@ -16,11 +16,11 @@ use xlb::lb::hash::flow_hash;
 use xlb::lb::nat::{NatConfig, NatSessionTable};
 use xlb::lb::sctp::{SctpAssociationTable, SctpConfig};
 use xlb::lb::snapshot::{DownBackends, Snapshot, StaticResolver};
+use xlb::lb::verdict::{DropReason, Verdict};
 use xlb::pipeline::batch::PacketBuf;
 use xlb::pipeline::stage::{Context, SharedTables};
-use xlb::pipeline::verdict::{DropReason, Verdict};
 use xlb::pipeline::{loader, Pipeline, WorkerCounters, WorkerState};
-use xlb::pktgen::frames::{self, tcp_flags, FrameSpec, Transport};
+use xlb::wire::frames::{self, tcp_flags, FrameSpec, Transport};
 use xlb::wire::sctp::{ChunkRepr, PacketRepr};
 
 const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];

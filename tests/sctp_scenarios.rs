@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use xlb::lb::sctp::{
     SctpAssociationState, SctpAssociationTable, SctpConfig, SctpDecision, SctpPath,
 };
-use xlb::pipeline::verdict::DropReason;
+use xlb::lb::verdict::DropReason;
 use xlb::wire::sctp::{AsconfRequest, AsconfRequestKind, ChunkRepr, PacketRepr};
 
 const SERVICE: u32 = 1;

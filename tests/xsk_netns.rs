@@ -13,8 +13,8 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use netns::{require_root, veth_pair, Netns};
+use xlb::lb::verdict::{DropReason, Verdict};
 use xlb::pipeline::batch::PacketBuf;
-use xlb::pipeline::verdict::{DropReason, Verdict};
 use xlb::xsk::{
     enter_network_namespace, AttachedMode, SocketMode, SocketSpec, SteeringProgram, XdpMode,
     XskError, XskPorts, ZeroCopy, FRAME_SIZE,

@@ -15,11 +15,11 @@ use xlb::lb::flow::FlowTimeouts;
 use xlb::lb::nat::{NatConfig, NatSessionTable};
 use xlb::lb::sctp::{SctpAssociationTable, SctpConfig};
 use xlb::lb::snapshot::{DownBackends, Snapshot, StaticResolver};
+use xlb::lb::verdict::Verdict;
 use xlb::pipeline::batch::PacketBuf;
 use xlb::pipeline::stage::{Context, SharedTables};
-use xlb::pipeline::verdict::Verdict;
 use xlb::pipeline::{loader, Pipeline, WorkerCounters, WorkerState};
-use xlb::pktgen::frames::{self, tcp_flags, FrameSpec, Transport};
+use xlb::wire::frames::{self, tcp_flags, FrameSpec, Transport};
 use xlb::wire::sctp::{ChunkRepr, PacketRepr};
 
 const BATCH: usize = 64;

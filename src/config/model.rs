@@ -251,6 +251,29 @@ impl Default for FlowTableConfig {
     }
 }
 
+/// The largest `maglev_table_size` accepted: lookups index the table with 24 bits, and
+/// every service holds one per generation, so larger tables only cost memory.
+pub const MAGLEV_MAX_TABLE_SIZE: u32 = 1 << 24;
+
+/// Whether `n` is prime: a Maglev table size must be (every skip coprime with it).
+pub fn is_prime(n: u32) -> bool {
+    if n < 4 {
+        return n >= 2;
+    }
+    if n % 2 == 0 || n % 3 == 0 {
+        return false;
+    }
+    let n = u64::from(n);
+    let mut divisor = 5u64;
+    while divisor * divisor <= n {
+        if n % divisor == 0 || n % (divisor + 2) == 0 {
+            return false;
+        }
+        divisor += 6;
+    }
+    true
+}
+
 /// Most client addresses an SCTP association record stores (`sctp.max_addresses` is
 /// validated against it): a multihomed peer rarely has more than four.
 pub const SCTP_MAX_ADDRESSES: usize = 8;
@@ -699,6 +722,17 @@ pub enum BackendState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn primes_are_recognised() {
+        let primes: Vec<u32> = (0..40).filter(|&n| is_prime(n)).collect();
+        assert_eq!(primes, [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37]);
+        assert!(is_prime(65_537));
+        assert!(!is_prime(65_535));
+        assert!(is_prime(16_777_213)); // largest prime a configuration may name
+        assert!(is_prime(4_294_967_291)); // largest u32 prime
+        assert!(!is_prime(u32::MAX));
+    }
 
     fn queues(yaml: &str) -> Result<Queues, serde_yaml_ng::Error> {
         serde_yaml_ng::from_str(yaml)

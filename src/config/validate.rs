@@ -5,12 +5,11 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::lb::maglev::{self, is_prime};
-
 use super::locate::FieldPath;
+use super::model::is_prime;
 use super::model::{
     Dataplane, Forwarding, HealthCheck, HealthCheckKind, Protocol, Queues, Service, ServiceTable,
-    Workers, SCTP_MAX_ADDRESSES,
+    Workers, MAGLEV_MAX_TABLE_SIZE, SCTP_MAX_ADDRESSES,
 };
 
 /// A semantic error: the node it is about and what is wrong with it.
@@ -220,12 +219,12 @@ fn check_id_list<T: PartialEq + std::fmt::Display>(
 }
 
 fn check_maglev_table_size(size: u32, services: &[Service], at: &FieldPath) -> Checked {
-    if size > maglev::MAX_SIZE || !is_prime(size) {
+    if size > MAGLEV_MAX_TABLE_SIZE || !is_prime(size) {
         return problem(
             at.clone(),
             format!(
                 "{size} is not a prime up to {}; Maglev needs a prime table size (e.g. 65537)",
-                maglev::MAX_SIZE
+                MAGLEV_MAX_TABLE_SIZE
             ),
         );
     }

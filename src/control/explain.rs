@@ -11,12 +11,12 @@ use crate::lb::flow::FlowTimeouts;
 use crate::lb::nat::{NatConfig, NatSessionTable};
 use crate::lb::sctp::{SctpAssociationTable, SctpConfig};
 use crate::lb::snapshot::{DownBackends, NextHop, NextHopResolver, Snapshot, SnapshotError};
+use crate::lb::verdict::{PortId, Verdict};
 use crate::pipeline::batch::PacketBuf;
 use crate::pipeline::loader;
 use crate::pipeline::stage::{Context, SharedTables, Target};
-use crate::pipeline::verdict::{PortId, Verdict};
 use crate::pipeline::{WorkerCounters, WorkerState};
-use crate::pktgen::frames::{self, tcp_flags, FrameSpec, Transport};
+use crate::wire::frames::{self, tcp_flags, FrameSpec, Transport};
 use crate::wire::sctp;
 
 /// Where a flow goes.

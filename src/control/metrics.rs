@@ -34,8 +34,8 @@ use prometheus_client::registry::Registry;
 use tracing::{debug, warn};
 
 use crate::lb::snapshot::{BackendId, Snapshot};
+use crate::lb::verdict::DropReason;
 use crate::pipeline::stage::SharedTables;
-use crate::pipeline::verdict::DropReason;
 use crate::runtime::worker::WorkerStats;
 
 /// Content type of the exposition: `prometheus-client` writes OpenMetrics text

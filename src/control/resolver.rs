@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::config::{Backend, ServiceTable};
 use crate::control::neighbor;
 use crate::lb::snapshot::{NextHop, NextHopResolver};
-use crate::pipeline::verdict::PortId;
+use crate::lb::verdict::PortId;
 
 /// A backend whose next hop could not be found; reported, and its packets are counted
 /// as `backend_unresolved` until a later resolution succeeds.

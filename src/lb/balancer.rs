@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use crate::lb::flow::{FlowKey, FlowTable, FlowTimeouts, Insert};
 use crate::lb::sctp::{SctpAssociationTable, SctpDecision, SctpPath};
 use crate::lb::snapshot::{BackendId, ServiceIndex, Snapshot, MAX_BACKENDS};
-use crate::pipeline::verdict::DropReason;
+use crate::lb::verdict::DropReason;
 
 /// TCP FIN and RST flags: the flow is ending.
 const TCP_FIN_OR_RST: u8 = 0x01 | 0x04;

@@ -11,7 +11,7 @@
 
 use std::net::IpAddr;
 
-use crate::xsk::HugePageSlice;
+use crate::sys::{prefetch, HugePageSlice};
 
 /// Ways per bucket: eight tags fill half a cache line, and eight candidates make a full bucket
 /// (an eviction of a live flow) rare until the table is nearly full.
@@ -217,8 +217,8 @@ impl FlowTable {
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         if let Some(bucket) = self.buckets.get(self.bucket_index(hash)) {
-            crate::xsk::prefetch(&bucket.tags);
-            crate::xsk::prefetch(&bucket.deadlines[WAYS - 1]);
+            prefetch(&bucket.tags);
+            prefetch(&bucket.deadlines[WAYS - 1]);
         }
     }
 
@@ -233,8 +233,8 @@ impl FlowTable {
             let way = bucket.tags.iter().position(|&t| t == tag);
             if let Some(way) = way.or_else(|| bucket.tags.iter().position(|&t| t == EMPTY_TAG)) {
                 let entry = &bucket.entries[way];
-                crate::xsk::prefetch(entry);
-                crate::xsk::prefetch(&entry.value);
+                prefetch(entry);
+                prefetch(&entry.value);
             }
         }
     }

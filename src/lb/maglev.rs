@@ -15,6 +15,7 @@
 
 use thiserror::Error;
 
+use crate::config::{is_prime, MAGLEV_MAX_TABLE_SIZE};
 use crate::lb::hash::backend_hashes;
 
 /// The slot value meaning "no backend": every slot holds it when every weight is 0.
@@ -22,10 +23,6 @@ pub const NO_BACKEND: u32 = u32::MAX;
 
 /// The table size used when the configuration does not name one (the paper's 65537, a prime).
 pub const DEFAULT_SIZE: u32 = 65_537;
-
-/// The largest table size accepted: lookups index it with 24 bits, and every service holds one
-/// per generation, so larger tables only cost memory.
-pub const MAX_SIZE: u32 = 1 << 24;
 
 /// One backend as Maglev sees it: the name seeds its permutation, the weight sets its share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,9 +42,9 @@ pub enum MaglevError {
         /// The size asked for.
         size: u32,
     },
-    /// Above [`MAX_SIZE`] the table only costs memory, and ranking the last free slots needs
+    /// Above [`MAGLEV_MAX_TABLE_SIZE`] the table only costs memory, and ranking the last free slots needs
     /// `M² ≪ 2⁶⁴`.
-    #[error("maglev table size {size} is larger than {MAX_SIZE}")]
+    #[error("maglev table size {size} is larger than {MAGLEV_MAX_TABLE_SIZE}")]
     SizeTooLarge {
         /// The size asked for.
         size: u32,
@@ -102,34 +99,15 @@ impl Credit {
     }
 }
 
-/// Whether `n` is prime; config validation uses it to reject a bad `maglev_table_size` early.
-pub fn is_prime(n: u32) -> bool {
-    if n < 4 {
-        return n >= 2;
-    }
-    if n % 2 == 0 || n % 3 == 0 {
-        return false;
-    }
-    let n = u64::from(n);
-    let mut divisor = 5u64;
-    while divisor * divisor <= n {
-        if n % divisor == 0 || n % (divisor + 2) == 0 {
-            return false;
-        }
-        divisor += 6;
-    }
-    true
-}
-
 /// Builds the table for `backends` (slot values index this slice) with `size` slots.
 ///
-/// `size` must be a prime up to [`MAX_SIZE`]. Names should be unique (configuration validation
+/// `size` must be a prime up to [`MAGLEV_MAX_TABLE_SIZE`]. Names should be unique (configuration validation
 /// ensures it); equal names take turns in list order. Backends of weight 0 get no slot; if all
 /// weigh 0 every slot is [`NO_BACKEND`]. Probes about `M·ln(M/256)` permutation entries, then
 /// ranks the last 256 free slots; a tiny weight next to a huge one adds up to `M·N` credit steps
 /// (control-plane time, never per packet).
 pub fn build(backends: &[MaglevBackend<'_>], size: u32) -> Result<MaglevTable, MaglevError> {
-    if size > MAX_SIZE {
+    if size > MAGLEV_MAX_TABLE_SIZE {
         return Err(MaglevError::SizeTooLarge { size });
     }
     if !is_prime(size) {
@@ -472,17 +450,6 @@ mod tests {
     }
 
     #[test]
-    fn primes_are_recognised() {
-        let primes: Vec<u32> = (0..40).filter(|&n| is_prime(n)).collect();
-        assert_eq!(primes, [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37]);
-        assert!(is_prime(65_537));
-        assert!(!is_prime(65_535));
-        assert!(is_prime(16_777_213)); // largest prime a configuration may name
-        assert!(is_prime(4_294_967_291)); // largest u32 prime
-        assert!(!is_prime(u32::MAX));
-    }
-
-    #[test]
     fn modular_inverse_inverts() {
         for prime in [2u32, 3, 31, 65_537, 4_294_967_291] {
             for value in [1u32, 2, 7, prime / 2, prime - 1]
@@ -497,7 +464,7 @@ mod tests {
 
     #[test]
     fn rank_keys_order_slots_like_ranks() {
-        for size in [2u32, 31, 1021, 65_537, MAX_SIZE - 3] {
+        for size in [2u32, 31, 1021, 65_537, MAGLEV_MAX_TABLE_SIZE - 3] {
             let modulus = u64::from(size);
             let mut value = 1u64;
             let mut next = || {

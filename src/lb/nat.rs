@@ -27,7 +27,7 @@ use crossbeam::utils::CachePadded;
 use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
 
-use crate::pipeline::verdict::DropReason;
+use crate::lb::verdict::DropReason;
 
 /// Upper bound on shards: enough that workers rarely meet on one lock.
 const MAX_SHARDS: usize = 64;

@@ -39,7 +39,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::config::Dataplane;
 use crate::lb::snapshot::{BackendId, ServiceId};
-use crate::pipeline::verdict::DropReason;
+use crate::lb::verdict::DropReason;
 use crate::wire::sctp::{AsconfChunk, AsconfRequestKind, ChunkType, InitChunk, Packet};
 use crate::wire::Result as WireResult;
 

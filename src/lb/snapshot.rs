@@ -16,7 +16,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::config::{Backend, BackendState, Encapsulation, Forwarding, Protocol, ServiceTable};
 use crate::lb::maglev::{self, MaglevBackend, MaglevError, MaglevTable};
-use crate::pipeline::verdict::PortId;
+use crate::lb::verdict::PortId;
 
 /// Stable identity of a backend across config generations; indexes [`Snapshot`] backends.
 pub type BackendId = u32;

@@ -9,13 +9,12 @@ pub mod batch;
 pub mod loader;
 pub mod stage;
 pub mod stages;
-pub mod verdict;
 
 use crate::lb::balancer::Balancer;
 use crate::lb::snapshot::MAX_BACKENDS;
+use crate::lb::verdict::{DropReason, Verdict};
 use batch::{PacketBuf, MAX_BATCH};
 use stage::{Batch, Context, PacketMeta, Stage, Target};
-use verdict::{DropReason, Verdict};
 
 /// Per-worker packet counters, indexed without branches on the hot path.
 #[derive(Clone, Debug, PartialEq, Eq)]

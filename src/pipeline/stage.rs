@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use crate::lb::nat::NatSessionTable;
 use crate::lb::sctp::SctpAssociationTable;
 use crate::lb::snapshot::{BackendId, ServiceIndex, Snapshot};
+use crate::lb::verdict::{PortId, Verdict};
 use crate::pipeline::batch::PacketBuf;
-use crate::pipeline::verdict::{PortId, Verdict};
 use crate::pipeline::WorkerState;
 use crate::wire::headers::Headers;
 

@@ -1,10 +1,8 @@
 //! The packet generator and receiver (`xlb pktgen`): one pinned sender thread per
 //! queue writing stamped frames straight into AF_XDP TX rings, paced by a token bucket
 //! or flat out; receivers (in this process with `--rx`, or a second process with
-//! `--receive`) that count packets, loss, reordering and one-way latency. Also the
-//! frame builder the rest of xlb uses for tests, benches and `xlb explain`.
+//! `--receive`) that count packets, loss, reordering and one-way latency.
 
-pub mod frames;
 pub mod pace;
 pub mod progress;
 pub mod receive;
@@ -178,7 +176,7 @@ pub enum PktgenError {
     },
     /// A frame could not be built from the arguments.
     #[error("pktgen: {0}")]
-    Frame(#[from] frames::FrameError),
+    Frame(#[from] crate::wire::frames::FrameError),
     /// Writing the JSON report failed.
     #[error("pktgen: writing {path}: {source}")]
     Json {

@@ -109,7 +109,7 @@ fn find_in_ip(packet: &[u8], version: u8, may_decapsulate: bool) -> Option<Stamp
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pktgen::frames::{build, FrameSpec, Transport};
+    use crate::wire::frames::{build, FrameSpec, Transport};
 
     const STAMP: Stamp = Stamp {
         stream: 3,

@@ -6,9 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use super::frames::{self, tcp_flags, FrameError, FrameSpec, Transport};
 use super::stamp::{Stamp, STAMP_LEN};
 use crate::wire::checksum;
+use crate::wire::frames::{self, tcp_flags, FrameError, FrameSpec, Transport};
 use crate::wire::sctp::{self, ChunkRepr, PacketRepr};
 
 const ETHERNET_LEN: usize = 14;

@@ -6,13 +6,15 @@
 //! are written here in the same style.
 //!
 //! Functions that take a whole frame (`headers::parse`, `encap::*`, `reply::*`) never
-//! panic either: any byte string gives a value or an [`Error`].
+//! panic either: any byte string gives a value or an [`Error`]. `frames` builds whole
+//! frames for the generator, tests, benches and `xlb explain`.
 
 use core::fmt;
 
 pub mod checksum;
 pub mod encap;
 pub mod fixtures;
+pub mod frames;
 pub mod headers;
 pub mod reply;
 pub mod sctp;

@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use arrayvec::ArrayVec;
 
 use super::{BatchPorts, BatchStats};
+use crate::lb::verdict::{PortId, Verdict};
 use crate::pipeline::batch::{PacketBuf, MAX_BATCH};
-use crate::pipeline::verdict::{PortId, Verdict};
 
 /// Ports backed by memory: `push_rx` queues a frame on a port, `process_batch` runs
 /// the pipeline over a port's queue, `take_tx` returns what each port transmitted.
@@ -128,7 +128,7 @@ impl BatchPorts for MemoryPorts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::verdict::DropReason;
+    use crate::lb::verdict::DropReason;
 
     const CAPACITY: usize = 3840;
 

@@ -1,34 +1,29 @@
 //! AF_XDP ports: the XDP steering program and its maps (`program`), one worker's
 //! AF_XDP sockets over a shared UMEM (`ports`), an in-memory port with the same batch
 //! contract for tests and benches (`memory`), and a socket that sends and receives
-//! frames outside the pipeline, for the packet generator (`traffic`); also the CPU and
-//! memory hints the balancer's tables use (`prefetch`, `huge_pages`). All of the
-//! crate's `unsafe` lives in this module.
+//! frames outside the pipeline, for the packet generator (`traffic`). With `sys`, the
+//! only home of the crate's `unsafe`.
 //!
 //! Every port type runs the same per-batch contract: pull up to `max` frames, hand
 //! them to the pipeline as `PacketBuf`s with all-`Pending` verdicts, then transmit
 //! `Forward(port)` frames with the lengths the pipeline left and recycle the rest.
 
 mod error;
-mod huge_pages;
 mod memory;
 mod ports;
-mod prefetch;
 mod program;
 mod sys;
 mod traffic;
 
 pub use error::XskError;
-pub use huge_pages::HugePageSlice;
 pub use memory::MemoryPorts;
 pub use ports::{SocketSpec, XskPorts, FRAME_SIZE};
-pub use prefetch::prefetch;
 pub use program::{AttachedMode, SteeringProgram, XdpMode};
 pub use sys::enter_network_namespace;
 pub use traffic::{monotonic_ns, TrafficPort};
 
+use crate::lb::verdict::{PortId, Verdict};
 use crate::pipeline::batch::PacketBuf;
-use crate::pipeline::verdict::{PortId, Verdict};
 
 /// Whether AF_XDP may, must or must not use zero-copy (`zero_copy` in the service table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -19,8 +19,8 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 use super::error::{is_permission_error, XskError};
 use super::sys::{interface_index, kick_tx, poll_readable, rx_queue_count, socket_is_zero_copy};
 use super::{BatchPorts, BatchStats, SocketMode, ZeroCopy};
+use crate::lb::verdict::{PortId, Verdict};
 use crate::pipeline::batch::{PacketBuf, MAX_BATCH};
-use crate::pipeline::verdict::{PortId, Verdict};
 
 /// Bytes per UMEM frame: one page, which every zero-copy driver accepts. The packet
 /// area is what is left after the kernel's 256-byte XDP headroom.

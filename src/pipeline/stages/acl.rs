@@ -1,7 +1,7 @@
 //! `acl`: a service admits only clients inside its `source_ranges`.
 
+use crate::lb::verdict::{DropReason, Verdict};
 use crate::pipeline::stage::{Batch, Context, Stage};
-use crate::pipeline::verdict::{DropReason, Verdict};
 use crate::pipeline::WorkerState;
 
 /// Drops packets whose source is outside the service's `source_ranges`.

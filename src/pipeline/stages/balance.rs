@@ -7,9 +7,9 @@ use crate::config::Forwarding;
 use crate::lb::balancer::Decision;
 use crate::lb::flow::FlowKey;
 use crate::lb::nat::{NatKey, ReplyPath};
+use crate::lb::verdict::{DropReason, Verdict};
 use crate::pipeline::batch::MAX_BATCH;
 use crate::pipeline::stage::{Batch, Context, PacketMeta, Stage, Target};
-use crate::pipeline::verdict::{DropReason, Verdict};
 use crate::pipeline::WorkerState;
 use crate::wire::headers::Headers;
 

@@ -1,8 +1,8 @@
 //! Baseline stages for benchmarks: `macswap` (bounce every frame back, DPDK testpmd's
 //! macswap) and `rxdrop` (drop everything). They bound what the balancer could reach.
 
+use crate::lb::verdict::{DropReason, Verdict};
 use crate::pipeline::stage::{Batch, Context, Stage};
-use crate::pipeline::verdict::{DropReason, Verdict};
 use crate::pipeline::WorkerState;
 
 /// Swaps source and destination MAC and sends the frame back out of its port.

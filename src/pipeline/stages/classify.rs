@@ -1,7 +1,7 @@
 //! `classify`: VIP:port:protocol -> service, or a reply to one of our SNAT addresses.
 
+use crate::lb::verdict::{DropReason, Verdict};
 use crate::pipeline::stage::{Batch, Context, Stage, Target};
-use crate::pipeline::verdict::{DropReason, Verdict};
 use crate::pipeline::WorkerState;
 
 /// Finds each packet's service; packets for no service are dropped and counted.

@@ -4,8 +4,8 @@
 
 use crate::lb::flow::FlowKey;
 use crate::lb::hash::flow_hash;
+use crate::lb::verdict::{DropReason, Verdict};
 use crate::pipeline::stage::{Batch, Context, Stage, Target};
-use crate::pipeline::verdict::{DropReason, Verdict};
 use crate::pipeline::WorkerState;
 use crate::wire::headers::{self, Headers, L3};
 use crate::wire::reply;

@@ -3,8 +3,8 @@
 
 use std::net::IpAddr;
 
+use crate::lb::verdict::{DropReason, Verdict};
 use crate::pipeline::stage::{Batch, Context, Stage};
-use crate::pipeline::verdict::{DropReason, Verdict};
 use crate::pipeline::WorkerState;
 use crate::wire::headers::L3;
 use crate::wire::reply;

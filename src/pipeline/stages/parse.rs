@@ -1,8 +1,8 @@
 //! `parse`: reads every frame's headers once and computes the flow hash.
 
 use crate::lb::hash::flow_hash;
+use crate::lb::verdict::{DropReason, Verdict};
 use crate::pipeline::stage::{Batch, Context, Stage};
-use crate::pipeline::verdict::{DropReason, Verdict};
 use crate::pipeline::WorkerState;
 use crate::wire::{self, headers};
 

@@ -5,9 +5,9 @@ use std::net::IpAddr;
 
 use crate::config::Forwarding;
 use crate::lb::snapshot::{BackendEntry, NextHop, Snapshot};
+use crate::lb::verdict::{DropReason, Verdict};
 use crate::pipeline::batch::PacketBuf;
 use crate::pipeline::stage::{Batch, Context, Stage, Target};
-use crate::pipeline::verdict::{DropReason, Verdict};
 use crate::pipeline::WorkerState;
 use crate::wire::checksum;
 use crate::wire::encap;

@@ -1,4 +1,6 @@
-//! What a pipeline decided for each packet, and why a packet was dropped.
+//! What was decided for each packet, and why a packet was dropped. The balancer's
+//! decisions and the pipeline's verdicts share these types, so they live at the
+//! balancer's layer.
 //!
 //! Drop reasons are one `#[repr(u8)]` enum so that per-worker counters are a plain
 //! array indexed by reason (VPP's `foreach_lb_error`, Katran's stats arrays).

@@ -1,6 +1,5 @@
-//! The CPU's prefetch hint, for the flow table's one-batch-ahead bucket loads (VPP's lb
-//! node, DPDK l3fwd). It lives here because this module is the crate's one home for
-//! `unsafe`; the hint itself has nothing to do with AF_XDP.
+//! The CPU's prefetch hint, for the flow table's bucket loads ahead of their lookups
+//! (VPP's lb node, DPDK l3fwd).
 
 /// Asks the CPU to start loading `value`'s cache line into L1 without waiting for it.
 #[inline(always)]

@@ -1,7 +1,6 @@
 //! Large tables on transparent huge pages. A flow table of a million flows spans tens of
 //! MiB: on 4 KiB pages nearly every lookup also misses the TLB and walks the page
-//! tables, which is what DPDK's hugepage memory avoids. It lives here because this
-//! module is the crate's one home for `unsafe`.
+//! tables, which is what DPDK's hugepage memory avoids.
 
 use std::io;
 use std::ops::{Deref, DerefMut};
