@@ -127,7 +127,7 @@ fn init_logging(json: bool) {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { config } => xlb::runtime::dataplane::run(&config)?,
+        Command::Run { config } => xlb::control::supervisor::run(&config)?,
         Command::Topology { config } => print!("{}", xlb::runtime::describe(config.as_deref())?),
         Command::Check { config } => {
             let table = config::load(&config)?;

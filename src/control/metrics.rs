@@ -99,11 +99,9 @@ pub struct TableCapacities {
     pub nat_sessions: u64,
 }
 
-/// One worker as the endpoint sees it: its id, the (interface, queue) pairs it
-/// serves and its published counters.
-pub type WorkerSource = (usize, Vec<(String, u32)>, Arc<WorkerStats>);
+pub use crate::runtime::dataplane::WorkerSource;
 
-/// Everything the endpoint reads; the dataplane builds it once at start.
+/// Everything the endpoint reads; the supervisor builds it once at start.
 #[derive(Clone)]
 pub struct MetricsSources {
     /// Every worker: id, (interface, queue) pairs served, counters.

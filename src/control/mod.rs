@@ -1,4 +1,6 @@
-//! Control plane: work done off the per-packet path. `neighbor` and `resolver` find
+//! Control plane: work done off the per-packet path. `supervisor` is `xlb run`'s one
+//! control loop above the workers (reload, health, next hops, sweeps, metrics), built
+//! from the other modules: `neighbor` and `resolver` find
 //! backends' next hops through the kernel's routing and neighbour tables; `diff` says
 //! what a reload changes; `explain` answers which backend a flow maps to; `health`
 //! probes backends and tracks which are down; `metrics` serves the Prometheus
@@ -11,3 +13,4 @@ pub mod metrics;
 pub mod neighbor;
 pub mod resolver;
 pub mod stats;
+pub mod supervisor;

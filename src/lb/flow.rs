@@ -11,6 +11,7 @@
 
 use std::net::IpAddr;
 
+use crate::config::Dataplane;
 use crate::sys::{prefetch, HugePageSlice};
 
 /// Ways per bucket: eight tags fill half a cache line, and eight candidates make a full bucket
@@ -52,6 +53,19 @@ pub struct FlowTimeouts {
     pub sctp_idle_ms: u64,
     /// Idle life after a TCP FIN or RST, so closed connections free their entry early.
     pub tcp_closing_ms: u64,
+}
+
+impl FlowTimeouts {
+    /// The timeouts of a service table's `dataplane.flow_table`, in milliseconds.
+    pub fn from_table(dataplane: &Dataplane) -> FlowTimeouts {
+        let flows = &dataplane.flow_table;
+        FlowTimeouts {
+            tcp_idle_ms: flows.tcp_idle.as_millis() as u64,
+            udp_idle_ms: flows.udp_idle.as_millis() as u64,
+            sctp_idle_ms: flows.sctp_idle.as_millis() as u64,
+            tcp_closing_ms: flows.tcp_closing.as_millis() as u64,
+        }
+    }
 }
 
 /// What [`FlowTable::insert`] did, so the caller can count new flows and evictions.

@@ -27,6 +27,7 @@ use crossbeam::utils::CachePadded;
 use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
 
+use crate::config::Dataplane;
 use crate::lb::verdict::DropReason;
 
 /// Upper bound on shards: enough that workers rarely meet on one lock.
@@ -69,6 +70,22 @@ pub struct NatConfig {
     /// packet, if that is shorter than its protocol's idle time: a SYN flood then
     /// holds its SNAT ports for seconds, not for the TCP idle time.
     pub unanswered_idle_ms: u64,
+}
+
+impl NatConfig {
+    /// The table's settings from a service table's `dataplane` section.
+    pub fn from_table(dataplane: &Dataplane) -> NatConfig {
+        let (nat, flows) = (&dataplane.nat, &dataplane.flow_table);
+        NatConfig {
+            addresses: nat.addresses.clone(),
+            port_range: nat.port_range,
+            capacity: flows.capacity,
+            tcp_idle_ms: flows.tcp_idle.as_millis() as u64,
+            udp_idle_ms: flows.udp_idle.as_millis() as u64,
+            tcp_closing_ms: flows.tcp_closing.as_millis() as u64,
+            unanswered_idle_ms: nat.unanswered_idle.as_millis() as u64,
+        }
+    }
 }
 
 /// Client side of a session: what the client sent to.

@@ -2,8 +2,9 @@
 
 use std::net::IpAddr;
 
-use crate::lb::nat::NatSessionTable;
-use crate::lb::sctp::SctpAssociationTable;
+use crate::config::Dataplane;
+use crate::lb::nat::{NatConfig, NatSessionTable};
+use crate::lb::sctp::{SctpAssociationTable, SctpConfig};
 use crate::lb::snapshot::{BackendId, ServiceIndex, Snapshot};
 use crate::lb::verdict::{PortId, Verdict};
 use crate::pipeline::batch::PacketBuf;
@@ -17,6 +18,31 @@ pub struct SharedTables {
     pub sctp: SctpAssociationTable,
     /// NAT sessions: replies arrive on whatever queue RSS picks.
     pub nat: NatSessionTable,
+}
+
+impl SharedTables {
+    /// Empty tables sized and timed as a service table's `dataplane` section says.
+    pub fn for_table(dataplane: &Dataplane) -> SharedTables {
+        SharedTables {
+            sctp: SctpAssociationTable::new(SctpConfig::from_table(dataplane)),
+            nat: NatSessionTable::new(NatConfig::from_table(dataplane)),
+        }
+    }
+
+    /// Empty tables of `capacity` entries each, otherwise as `dataplane` says: for
+    /// `xlb explain`, tests and benches.
+    pub fn with_capacity(dataplane: &Dataplane, capacity: usize) -> SharedTables {
+        SharedTables {
+            sctp: SctpAssociationTable::new(SctpConfig {
+                capacity,
+                ..SctpConfig::from_table(dataplane)
+            }),
+            nat: NatSessionTable::new(NatConfig {
+                capacity,
+                ..NatConfig::from_table(dataplane)
+            }),
+        }
+    }
 }
 
 /// Read-only inputs of one batch, loaded once per batch.

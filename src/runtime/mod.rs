@@ -1,7 +1,8 @@
 //! Runtime: how the dataplane maps onto the machine. `topology` discovers NUMA nodes,
 //! cores and NIC locality; `plan` decides which core each worker pins to and which
-//! (interface, queue) pairs it serves; `worker` is the pinned loop; `dataplane` starts,
-//! reloads and stops it all.
+//! (interface, queue) pairs it serves; `worker` is the pinned loop; `dataplane` starts
+//! and stops the workers and publishes the snapshots they read. The workers only: the
+//! control loop that decides what to publish is `control::supervisor`.
 
 pub mod capabilities;
 pub mod dataplane;

@@ -1,0 +1,294 @@
+//! `xlb run`'s control loop: the one supervisor above the workers. It loads the service
+//! table, starts the dataplane, and then, until SIGTERM or SIGINT, reloads on SIGHUP,
+//! applies health changes, refreshes backends' next hops, sweeps the shared tables and
+//! serves metrics. Everything workers read changes in one place, [`Supervisor::publish`]:
+//! a new snapshot from the table, the resolver and the health monitor's down set.
+
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+
+use crate::config::{self, ConfigError, ServiceTable};
+use crate::control::diff;
+use crate::control::health::{self, HealthMonitor};
+use crate::control::metrics::{
+    self, MetricsServer, MetricsSources, ReloadCounters, TableCapacities,
+};
+use crate::control::neighbor::NeighborError;
+use crate::control::resolver::{KernelResolver, Unresolved};
+use crate::lb::snapshot::{DownBackends, NextHopResolver, Snapshot};
+use crate::runtime::dataplane::{Dataplane, DataplaneError};
+
+/// How long a missing neighbour entry is probed for at start and on reload.
+const RESOLVE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a missing neighbour entry is probed for by the periodic refresh.
+const REFRESH_TIMEOUT: Duration = Duration::from_millis(100);
+/// How often backends' next hops are re-resolved.
+const REFRESH_PERIOD: Duration = Duration::from_secs(5);
+/// How often lingering associations and idle NAT sessions are freed.
+const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(250);
+/// NAT session slots each shard's expiry sweep visits per housekeeping round: the
+/// largest tables (64 shards) are swept about once a second, a lock hold at a time.
+const NAT_SWEEP_SLOTS: usize = 4096;
+
+/// Why `xlb run` could not start, or a reload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The service table is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The dataplane could not start, or a snapshot could not be published.
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    /// Interface MACs could not be read.
+    #[error(transparent)]
+    Neighbor(#[from] NeighborError),
+    /// The metrics endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
+    /// A reload's diff could not be computed.
+    #[error(transparent)]
+    Snapshot(#[from] crate::lb::snapshot::SnapshotError),
+    /// Signal handlers could not be installed.
+    #[error("installing signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// The running `xlb run`: the table in force, what decides its snapshots, the workers.
+pub struct Supervisor {
+    config_path: PathBuf,
+    table: ServiceTable,
+    generation: u64,
+    resolver: KernelResolver,
+    down: DownBackends,
+    dataplane: Dataplane,
+    reloads: Arc<ReloadCounters>,
+    health: HealthMonitor,
+    /// Down sets from the health monitor, applied by the control loop.
+    health_changes: mpsc::Receiver<DownBackends>,
+    /// Kept for its lifetime: the endpoint stops when it drops.
+    metrics: Option<MetricsServer>,
+}
+
+impl Supervisor {
+    /// Loads the table, resolves backends, starts the dataplane, health checks and the
+    /// metrics endpoint.
+    pub fn start(config_path: &Path) -> Result<Supervisor, RunError> {
+        let table = config::load(config_path)?;
+        let (resolver, unresolved) = KernelResolver::resolve(&table, RESOLVE_TIMEOUT)?;
+        report_unresolved(&unresolved);
+        let down = DownBackends::new();
+        let dataplane = Dataplane::start(&table, &|previous: Option<&Snapshot>| {
+            Snapshot::build(&table, 1, previous, &resolver, &down)
+        })?;
+        let (health_tx, health_changes) = mpsc::channel();
+        let health = HealthMonitor::start(health::targets(&table), move |down: &DownBackends| {
+            let _ = health_tx.send(down.clone());
+        });
+        let mut supervisor = Supervisor {
+            config_path: config_path.to_path_buf(),
+            table,
+            generation: 1,
+            resolver,
+            down,
+            dataplane,
+            reloads: Arc::new(ReloadCounters::new(1)),
+            health,
+            health_changes,
+            metrics: None,
+        };
+        supervisor.metrics = Some(supervisor.serve_metrics()?);
+        Ok(supervisor)
+    }
+
+    /// Starts the Prometheus endpoint at `metrics_listen`.
+    fn serve_metrics(&self) -> Result<MetricsServer, RunError> {
+        let d = &self.table.dataplane;
+        let sources = MetricsSources {
+            workers: self.dataplane.workers(),
+            snapshot: self.dataplane.snapshot_handle(),
+            shared: self.dataplane.shared().clone(),
+            reloads: self.reloads.clone(),
+            capacities: TableCapacities {
+                flows_per_worker: self.dataplane.flows_per_worker() as u64,
+                sctp_associations: d.sctp.capacity as u64,
+                nat_sessions: d.flow_table.capacity as u64,
+            },
+        };
+        let server = metrics::serve(d.metrics_listen, sources)?;
+        info!(listen = %server.local_addr(), "metrics endpoint serving /metrics");
+        Ok(server)
+    }
+
+    /// Re-reads the config file and applies it; on any error the running table stays.
+    pub fn reload(&mut self) -> Result<Vec<diff::ServiceDiff>, RunError> {
+        let outcome = self.try_reload();
+        match &outcome {
+            Ok(_) => self.reloads.record_ok(self.generation),
+            Err(_) => self.reloads.record_failed(),
+        }
+        outcome
+    }
+
+    fn try_reload(&mut self) -> Result<Vec<diff::ServiceDiff>, RunError> {
+        let table = config::load(&self.config_path)?;
+        if table.dataplane != self.table.dataplane {
+            warn!("reload: changes under `dataplane` (interfaces, workers, sizes) apply at the next restart; services are reloaded now");
+        }
+        let changes = diff::diff(&self.table, &table, Some(&self.live_associations()))?;
+        let (resolver, unresolved) = KernelResolver::resolve(&table, RESOLVE_TIMEOUT)?;
+        report_unresolved(&unresolved);
+        let generation = self.generation + 1;
+        self.resolver = resolver;
+        self.publish(&table, generation)?;
+        self.health.update(health::targets(&table));
+        self.table = table;
+        self.generation = generation;
+        for change in changes.iter().filter(|c| c.is_change()) {
+            info!(generation, "reload: {change}");
+        }
+        Ok(changes)
+    }
+
+    /// Live SCTP associations per (service, backend) name, for the reload's diff.
+    fn live_associations(&self) -> diff::LiveAssociations {
+        let snapshot = self.dataplane.snapshot();
+        self.dataplane
+            .shared()
+            .sctp
+            .associations_by_backend()
+            .into_iter()
+            .filter_map(|(id, count)| {
+                let backend = snapshot.backend(id)?;
+                let service = &snapshot.service(backend.service).name;
+                Some(((service.clone(), backend.name.clone()), u64::from(count)))
+            })
+            .collect()
+    }
+
+    /// Re-resolves backends' next hops; republishes when one appeared or changed (a
+    /// backend that came up, a replaced host with a new MAC).
+    pub fn refresh_next_hops(&mut self) -> Result<(), RunError> {
+        let (resolver, unresolved) = KernelResolver::resolve(&self.table, REFRESH_TIMEOUT)?;
+        let current = self.dataplane.snapshot();
+        let changed = self
+            .table
+            .services
+            .iter()
+            .flat_map(|s| &s.backends)
+            .any(|b| {
+                let now = current
+                    .backends()
+                    .find(|e| e.address == b.address)
+                    .and_then(|e| e.next_hop);
+                now != resolver.next_hop(b)
+            });
+        if changed {
+            info!(
+                unresolved = unresolved.len(),
+                "next hops changed; republishing"
+            );
+            self.resolver = resolver;
+            self.republish()?;
+        }
+        Ok(())
+    }
+
+    /// Applies the latest down set from the health monitor, if it changed: backends
+    /// that went down leave the Maglev rings (the same rebuild as a reload).
+    pub fn apply_health(&mut self) -> Result<(), RunError> {
+        let Some(down) = self.health_changes.try_iter().last() else {
+            return Ok(());
+        };
+        if down == self.down {
+            return Ok(());
+        }
+        self.down = down;
+        self.republish()?;
+        info!(down = self.down.len(), "health changed; republished");
+        Ok(())
+    }
+
+    /// Publishes the table in force again, with the current next hops and down set.
+    fn republish(&mut self) -> Result<(), RunError> {
+        let table = self.table.clone();
+        self.publish(&table, self.generation)
+    }
+
+    /// Builds generation `generation` of `table` on every node and swaps it in.
+    fn publish(&mut self, table: &ServiceTable, generation: u64) -> Result<(), RunError> {
+        let (resolver, down) = (&self.resolver, &self.down);
+        self.dataplane
+            .publish(table, &|previous: Option<&Snapshot>| {
+                Snapshot::build(table, generation, previous, resolver, down)
+            })?;
+        Ok(())
+    }
+
+    /// Frees lingering associations and idle NAT sessions (off the packet path).
+    pub fn housekeeping(&self) {
+        let now_ms = self.dataplane.now_ms();
+        let shared = self.dataplane.shared();
+        shared.sctp.expire(now_ms);
+        shared.nat.sweep(now_ms, NAT_SWEEP_SLOTS);
+    }
+
+    /// The generation in force.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Stops the metrics endpoint and health checks, then the dataplane.
+    pub fn shutdown(self) {
+        drop(self.metrics);
+        drop(self.health);
+        self.dataplane.shutdown();
+    }
+}
+
+/// Runs `xlb run` until SIGTERM or SIGINT; SIGHUP reloads the config file.
+pub fn run(config_path: &Path) -> Result<(), RunError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    // Registered before start-up so a SIGHUP or SIGTERM during it is queued, not fatal.
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])
+        .map_err(RunError::Signals)?;
+    let mut supervisor = Supervisor::start(config_path)?;
+    info!(
+        generation = supervisor.generation(),
+        "xlb running; SIGHUP reloads, SIGTERM stops"
+    );
+    let mut refreshed = Instant::now();
+    'serve: loop {
+        for signal in signals.pending() {
+            match signal {
+                SIGHUP => match supervisor.reload() {
+                    Ok(_) => info!(generation = supervisor.generation(), "reload applied"),
+                    Err(e) => error!("reload failed, running table kept: {e}"),
+                },
+                _ => break 'serve,
+            }
+        }
+        supervisor.housekeeping();
+        if let Err(e) = supervisor.apply_health() {
+            error!("applying health changes failed: {e}");
+        }
+        if refreshed.elapsed() >= REFRESH_PERIOD {
+            refreshed = Instant::now();
+            if let Err(e) = supervisor.refresh_next_hops() {
+                warn!("next-hop refresh failed: {e}");
+            }
+        }
+        std::thread::sleep(HOUSEKEEPING_PERIOD);
+    }
+    info!("stopping");
+    supervisor.shutdown();
+    Ok(())
+}
+
+fn report_unresolved(unresolved: &[Unresolved]) {
+    for u in unresolved {
+        warn!(backend = %u.backend, address = %u.address, "backend unresolved, its packets are dropped and counted until it resolves: {}", u.reason);
+    }
+}
