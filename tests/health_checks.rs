@@ -1,6 +1,12 @@
 //! Health checks against real kernel sockets on loopback: tcp and http probes, rise and
 //! fall, timeouts, reload of the target list, and stopping on drop; sctp probes against
-//! a scapy responder on a raw socket (the kernel has no SCTP stack; needs root).
+//! a scapy responder on a raw socket (the kernel has no SCTP stack), and against real
+//! usrsctp stacks in network namespaces. The sctp tests need root.
+
+// Shared namespace helpers; this file uses `Netns` and `veth_pair` only.
+#[allow(dead_code)]
+#[path = "support/netns.rs"]
+mod netns;
 
 use std::io::{BufRead, BufReader};
 use std::io::{Read, Write};
@@ -15,6 +21,8 @@ use std::time::{Duration, Instant};
 use xlb::config::{HealthCheck, HealthCheckKind};
 use xlb::control::health::{BackendHealth, HealthMonitor, HealthTarget};
 use xlb::lb::snapshot::DownBackends;
+
+use netns::{veth_pair, Netns};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const INTERVAL: Duration = Duration::from_millis(100);
@@ -415,67 +423,333 @@ while True:
     sock.sendto(bytes(SCTP(sport=sctp.dport, dport=sctp.sport, tag=tag) / chunk), peer)
 "#;
 
-/// The responder process; killed when dropped.
-struct SctpResponder(Child);
+/// A child process, killed when dropped (also when the test panics).
+struct KilledOnDrop(Child);
 
-impl SctpResponder {
-    fn start(family: &str, answers: &[&str]) -> SctpResponder {
-        let mut child = Command::new("/usr/bin/python3")
-            .args(["-c", SCTP_RESPONDER, family])
-            .args(answers)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 with scapy runs the SCTP responder");
-        let mut ready = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut ready)
-            .unwrap();
-        assert_eq!(
-            ready.trim(),
-            "ready",
-            "SCTP responder did not start (root and scapy needed)"
-        );
-        SctpResponder(child)
-    }
-}
-
-impl Drop for SctpResponder {
+impl Drop for KilledOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
+/// Waits for the "ready" line a helper prints once it serves, failing with `why` if
+/// it exits or says something else.
+fn wait_ready(mut child: Child, why: &str) -> KilledOnDrop {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let child = KilledOnDrop(child);
+    let mut ready = String::new();
+    BufReader::new(stdout).read_line(&mut ready).unwrap();
+    assert_eq!(ready.trim(), "ready", "{why}");
+    child
+}
+
+/// Starts the scapy responder for `family` ("4" or "6") with `port:answer` pairs.
+fn sctp_responder(family: &str, answers: &[&str]) -> KilledOnDrop {
+    let child = Command::new("/usr/bin/python3")
+        .args(["-c", SCTP_RESPONDER, family])
+        .args(answers)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 with scapy runs the SCTP responder");
+    wait_ready(
+        child,
+        "SCTP responder did not start (root and scapy needed)",
+    )
+}
+
+/// Fails the test unless it runs as root, saying why: a skipped test would hide that.
+fn require_root() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    assert!(
+        root,
+        "the sctp health check tests need root (raw SCTP sockets, network namespaces, veth); run them as root, as CI does"
+    );
+}
+
+/// An sctp check that goes down after one failure and up after one success.
+fn sctp_check(interval: Duration, timeout: Duration) -> HealthCheck {
+    HealthCheck {
+        interval,
+        timeout,
+        ..check(HealthCheckKind::Sctp, 1, 1)
+    }
+}
+
+/// Waits for the backend's first successful probe; it must be up with no failure seen.
+fn expect_up_at_once(monitor: &HealthMonitor, backend: &str, limit: Duration) {
+    let health = wait_for_state(monitor, backend, limit, |h| {
+        h.consecutive_successes >= 1 || h.consecutive_failures >= 1
+    });
+    assert!(health.up && health.last_error.is_none(), "{health:?}");
+}
+
+/// Waits for the backend's first failed probe; it must be down with `error`.
+fn expect_down_with(monitor: &HealthMonitor, backend: &str, limit: Duration, error: &str) {
+    let health = wait_for_state(monitor, backend, limit, |h| h.consecutive_failures >= 1);
+    assert!(!health.up, "{health:?}");
+    assert_eq!(health.last_error.as_deref(), Some(error), "{health:?}");
+}
+
+/// A timeout no probe in these tests waits for: a backend down within a few seconds
+/// under it was failed by an answer (ABORT, ICMP), not by silence.
+const NEVER: Duration = Duration::from_secs(30);
+
 #[test]
-fn sctp_probe_is_answered_by_init_ack_or_abort() {
+fn sctp_probe_is_up_on_init_ack_and_down_on_abort_or_silence() {
+    require_root();
     let families = [
         ("4", IpAddr::V4(Ipv4Addr::LOCALHOST)),
         ("6", IpAddr::V6(Ipv6Addr::LOCALHOST)),
     ];
     for (family, address) in families {
-        let _responder = SctpResponder::start(family, &["47301:init-ack", "47302:abort"]);
-        let mut sctp = check(HealthCheckKind::Sctp, 1, 1);
-        sctp.interval = Duration::from_secs(1);
-        sctp.timeout = Duration::from_millis(500);
-        let on = |backend: &str, port| HealthTarget {
+        let _responder = sctp_responder(family, &["47301:init-ack", "47302:abort"]);
+        let on = |backend: &str, port, timeout| HealthTarget {
             address,
-            ..target(backend, port, sctp.clone())
+            ..target(backend, port, sctp_check(Duration::from_secs(1), timeout))
         };
-        let (monitor, reports) = monitor(vec![
-            on("init-ack", 47301),
-            on("abort", 47302),
-            on("silent", 47303),
+        let (monitor, _reports) = monitor(vec![
+            on("init-ack", 47301, Duration::from_millis(500)),
+            on("abort", 47302, NEVER),
+            on("silent", 47303, Duration::from_millis(500)),
         ]);
-        assert_eq!(expect_report(&reports, within(1)), down_set(&["silent"]));
-        for answered in ["init-ack", "abort"] {
-            let health = wait_for_state(&monitor, answered, within(1), |h| {
-                h.consecutive_successes >= 1 || h.consecutive_failures >= 1
-            });
-            assert!(health.up && health.last_error.is_none(), "{health:?}");
-        }
-        assert_eq!(
-            state(&monitor, "silent").last_error.as_deref(),
-            Some("no answer within 500ms")
+        expect_up_at_once(&monitor, "init-ack", within(1));
+        expect_down_with(
+            &monitor,
+            "abort",
+            within(1),
+            "ABORT: no SCTP listener on port 47302",
         );
+        expect_down_with(&monitor, "silent", within(1), "no answer within 500ms");
+        assert_eq!(monitor.down(), down_set(&["abort", "silent"]));
     }
+}
+
+/// Drives the real usrsctp stack (Debian's libusrsctp2) through ctypes: raw SCTP over
+/// IP (UDP encapsulation port 0), one socket listening on the port given. The stack's
+/// default `blackhole` of 0 answers an INIT to any other port with ABORT, as a kernel
+/// SCTP stack does; Debian's usrsctp example programs all set blackhole=2, which drops
+/// such an INIT silently instead.
+const USRSCTP_SERVER: &str = r#"
+import ctypes, socket, struct, sys, time
+from ctypes import c_char_p, c_int, c_uint32, c_void_p
+port = int(sys.argv[1])
+usrsctp = ctypes.CDLL("libusrsctp.so.2")
+usrsctp.usrsctp_init(0, None, None)
+usrsctp.usrsctp_sysctl_set_sctp_blackhole(0)
+usrsctp.usrsctp_socket.restype = c_void_p
+usrsctp.usrsctp_socket.argtypes = [c_int, c_int, c_int, c_void_p, c_void_p, c_uint32, c_void_p]
+usrsctp.usrsctp_bind.argtypes = [c_void_p, c_char_p, c_uint32]
+usrsctp.usrsctp_listen.argtypes = [c_void_p, c_int]
+sock = usrsctp.usrsctp_socket(socket.AF_INET, socket.SOCK_STREAM, 132, None, None, 0, None)
+assert sock, "usrsctp_socket failed"
+# struct sockaddr_in: family in host order, port and address in network order.
+addr = struct.pack("=H", socket.AF_INET) + struct.pack("!H4s8x", port, bytes(4))
+assert usrsctp.usrsctp_bind(sock, addr, len(addr)) == 0, "usrsctp_bind failed"
+assert usrsctp.usrsctp_listen(sock, 1) == 0, "usrsctp_listen failed"
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+"#;
+
+/// Debian's usrsctp throughput server (libusrsctp-examples).
+const TSCTP: &str = "/usr/lib/usrsctp/tsctp";
+
+/// Host of the ctypes usrsctp server and the port it listens on.
+const USRSCTP_HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 2);
+const USRSCTP_PORT: u16 = 38412;
+/// Host of Debian's tsctp server and the port it listens on.
+const TSCTP_HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 201, 2);
+const TSCTP_PORT: u16 = 5001;
+/// A live host whose kernel has no SCTP: it answers with ICMP protocol unreachable.
+const NO_SCTP_HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 202, 2);
+/// An address on that host's link where no host answers at all.
+const NO_HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 202, 9);
+
+/// The real-stack lab: namespace `probe` holds one veth to each of three hosts, each
+/// host in its own namespace: the ctypes usrsctp server, Debian's tsctp server, and a
+/// host with only the kernel (no SCTP module). usrsctp reads SCTP from a raw socket and
+/// will not send from addresses on `lo`, hence the veths. One usrsctp process per host:
+/// each one's raw socket sees every SCTP packet, and would ABORT INITs for the other's
+/// port. Fields drop in order: servers are killed before the namespaces go.
+struct SctpLab {
+    _servers: Vec<KilledOnDrop>,
+    probe: Netns,
+    _hosts: Vec<Netns>,
+}
+
+impl SctpLab {
+    fn up() -> SctpLab {
+        assert!(
+            std::path::Path::new(TSCTP).exists(),
+            "{TSCTP} is missing: install Debian's libusrsctp-examples"
+        );
+        let probe = Netns::new("hcprobe");
+        let mut hosts = Vec::new();
+        for (n, (tag, host)) in [
+            ("hcusrsctp", USRSCTP_HOST),
+            ("hctsctp", TSCTP_HOST),
+            ("hcnosctp", NO_SCTP_HOST),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let ns = Netns::new(tag);
+            let link = format!("veth{n}");
+            veth_pair(&probe, &link, &ns, "eth0", 1);
+            let [a, b, c, _] = host.octets();
+            probe.ip(&["addr", "add", &format!("{a}.{b}.{c}.1/24"), "dev", &link]);
+            ns.ip(&["addr", "add", &format!("{host}/24"), "dev", "eth0"]);
+            // Checksums are computed in software: a raw socket never sees a frame whose
+            // CRC was left to an offload that veth never performs.
+            ethtool_tx_off(&probe, &link);
+            ethtool_tx_off(&ns, "eth0");
+            hosts.push(ns);
+        }
+        let usrsctp = hosts[0]
+            .command(
+                "/usr/bin/python3",
+                &["-c", USRSCTP_SERVER, &USRSCTP_PORT.to_string()],
+            )
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the usrsctp server");
+        let usrsctp = wait_ready(
+            usrsctp,
+            "usrsctp server did not start (root and Debian's libusrsctp2 needed)",
+        );
+        let tsctp = hosts[1]
+            .command(
+                TSCTP,
+                &["-E", "0", "-U", "0", "-p", &TSCTP_PORT.to_string()],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run tsctp");
+        let tsctp = KilledOnDrop(tsctp);
+        wait_for_raw_sctp_socket(&tsctp);
+        SctpLab {
+            _servers: vec![usrsctp, tsctp],
+            probe,
+            _hosts: hosts,
+        }
+    }
+}
+
+/// Waits until `server` has opened its raw SCTP socket: before that, its host's kernel
+/// answers an INIT with ICMP protocol unreachable. tsctp prints nothing when it is
+/// ready; it listens right after, and a probe that comes first is only silent.
+fn wait_for_raw_sctp_socket(server: &KilledOnDrop) {
+    let pid = server.0.id();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // Until `ip netns exec` has become tsctp, it may still be in the host's
+        // namespace, whose raw sockets (another test's responder) do not count.
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        // /proc/PID/net shows the network namespace of that process.
+        let raw = if exe == std::path::Path::new(TSCTP) {
+            std::fs::read_to_string(format!("/proc/{pid}/net/raw")).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        // A raw socket shows its protocol as its local port: 132 is 0x84.
+        let open = raw.lines().any(|line| {
+            line.split_whitespace()
+                .nth(1)
+                .is_some_and(|local| local.ends_with(":0084"))
+        });
+        if open {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{TSCTP} opened no raw SCTP socket within 5 s:\n{raw}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `ethtool -K ifname tx off` inside `ns`.
+fn ethtool_tx_off(ns: &Netns, ifname: &str) {
+    let out = ns.output("ethtool", &["-K", ifname, "tx", "off"]);
+    assert!(
+        out.status.success(),
+        "ethtool -K {ifname} tx off in {}: {}",
+        ns.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `work` on a new thread moved into namespace `ns`. Threads inherit their
+/// creator's network namespace, so a monitor started there probes from `ns`, while the
+/// host's network and the test harness's threads stay untouched.
+fn in_netns<T: Send + 'static>(ns: &Netns, work: impl FnOnce() -> T + Send + 'static) -> T {
+    let name = ns.name.clone();
+    let worker = thread::spawn(move || {
+        xlb::xsk::enter_network_namespace(&name)
+            .unwrap_or_else(|e| panic!("entering network namespace {name}: {e}"));
+        work()
+    });
+    worker
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+#[test]
+fn sctp_probe_against_real_usrsctp_stacks() {
+    require_root();
+    let lab = SctpLab::up();
+    let short = Duration::from_secs(1);
+    let at = |backend: &str, host: Ipv4Addr, port, timeout| HealthTarget {
+        address: IpAddr::V4(host),
+        ..target(
+            backend,
+            port,
+            sctp_check(Duration::from_millis(200), timeout),
+        )
+    };
+    let targets = vec![
+        at("usrsctp-listening", USRSCTP_HOST, USRSCTP_PORT, short),
+        at("usrsctp-closed", USRSCTP_HOST, USRSCTP_PORT + 1, NEVER),
+        at("tsctp-listening", TSCTP_HOST, TSCTP_PORT, short),
+        at("tsctp-closed", TSCTP_HOST, TSCTP_PORT + 1, short),
+        at("no-sctp-stack", NO_SCTP_HOST, USRSCTP_PORT, NEVER),
+        at("no-host", NO_HOST, USRSCTP_PORT, short),
+    ];
+    in_netns(&lab.probe, move || {
+        let (monitor, _reports) = monitor(targets);
+        let limit = Duration::from_secs(10);
+        // The server was listening before the first probe: INIT-ACK at once.
+        expect_up_at_once(&monitor, "usrsctp-listening", limit);
+        // Same stack, no listener: it ABORTs the INIT, long before the timeout.
+        expect_down_with(
+            &monitor,
+            "usrsctp-closed",
+            limit,
+            &format!("ABORT: no SCTP listener on port {}", USRSCTP_PORT + 1),
+        );
+        // tsctp may not listen yet at the very first probe; it answers soon after.
+        wait_for_state(&monitor, "tsctp-listening", limit, |h| {
+            h.up && h.consecutive_successes >= 1
+        });
+        // tsctp sets blackhole=2: an INIT to a closed port is dropped, as by a dead host.
+        expect_down_with(&monitor, "tsctp-closed", limit, "no answer within 1s");
+        // The kernel has no SCTP: it answers ICMP protocol unreachable, long before the
+        // timeout.
+        expect_down_with(
+            &monitor,
+            "no-sctp-stack",
+            limit,
+            &format!("ICMP: {NO_SCTP_HOST} has no SCTP stack (protocol unreachable)"),
+        );
+        expect_down_with(&monitor, "no-host", limit, "no answer within 1s");
+        assert_eq!(
+            monitor.down(),
+            down_set(&["usrsctp-closed", "tsctp-closed", "no-sctp-stack", "no-host"])
+        );
+    });
 }

@@ -111,6 +111,14 @@ enum ProbeError {
     /// The raw SCTP socket could not be opened or used (it needs CAP_NET_RAW).
     #[error("raw SCTP socket: {0}")]
     RawSocket(io::Error),
+    /// The backend's SCTP stack answered our INIT with ABORT: no application listens on
+    /// the port, so an association would be refused too.
+    #[error("ABORT: no SCTP listener on port {0}")]
+    Abort(u16),
+    /// The backend's host answered our INIT with ICMP protocol unreachable (IPv4) or
+    /// parameter problem (IPv6): it runs no SCTP stack at all.
+    #[error("ICMP: {0} has no SCTP stack (protocol unreachable)")]
+    NoSctpStack(IpAddr),
 }
 
 impl ProbeError {
@@ -523,9 +531,10 @@ fn check_status_line(line: &[u8], expect_status: u16) -> Result<(), ProbeError> 
 /// IANA protocol number of SCTP.
 const IPPROTO_SCTP: i32 = 132;
 
-/// `sctp`: an INIT sent through a raw socket is answered by INIT-ACK or ABORT from the
-/// backend within the timeout. Either answer shows an SCTP stack listening; no state is
-/// left behind, since the INIT-ACK's cookie is never echoed.
+/// `sctp`: an INIT sent through a raw socket is answered by the backend's INIT-ACK
+/// within the timeout, so an SCTP application listens on the port. An ABORT (nothing
+/// listens) or an ICMP error (no SCTP stack) fails the probe at once; silence fails it
+/// at the timeout. No state is left behind, since the INIT-ACK's cookie is never echoed.
 fn probe_sctp(address: SocketAddr, timeout: Duration) -> Result<(), ProbeError> {
     let deadline = Instant::now() + timeout;
     let socket = Socket::new(
@@ -534,7 +543,8 @@ fn probe_sctp(address: SocketAddr, timeout: Duration) -> Result<(), ProbeError> 
         Some(Protocol::from(IPPROTO_SCTP)),
     )
     .map_err(ProbeError::RawSocket)?;
-    // A connected raw socket only receives packets from the backend's address.
+    // A connected raw socket only receives packets from the backend's address, and the
+    // kernel reports ICMP errors about our INIT on it.
     socket
         .connect(&SockAddr::from(SocketAddr::new(address.ip(), 0)))
         .map_err(ProbeError::RawSocket)?;
@@ -560,7 +570,7 @@ fn probe_sctp(address: SocketAddr, timeout: Duration) -> Result<(), ProbeError> 
     let len = init.emit(&mut Packet::new_unchecked(&mut sent[..]));
     socket
         .send(&sent[..len])
-        .map_err(|error| ProbeError::from_io(error, timeout))?;
+        .map_err(|error| sctp_io_error(error, address, timeout))?;
     let mut received = [0u8; 2048];
     loop {
         socket
@@ -569,7 +579,7 @@ fn probe_sctp(address: SocketAddr, timeout: Duration) -> Result<(), ProbeError> 
         let read = match (&socket).read(&mut received) {
             Ok(read) => read,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(ProbeError::from_io(error, timeout)),
+            Err(error) => return Err(sctp_io_error(error, address, timeout)),
         };
         let datagram = received.get(..read).unwrap_or_default();
         // IPv4 raw sockets deliver the IP header; IPv6 raw sockets do not.
@@ -580,34 +590,66 @@ fn probe_sctp(address: SocketAddr, timeout: Duration) -> Result<(), ProbeError> 
             }
             SocketAddr::V6(_) => datagram,
         };
-        if answers_init(sctp, address.port(), source_port, initiate_tag) {
-            return Ok(());
+        match answers_init(sctp, address.port(), source_port, initiate_tag) {
+            Some(InitAnswer::InitAck) => return Ok(()),
+            Some(InitAnswer::Abort) => return Err(ProbeError::Abort(address.port())),
+            None => {}
         }
     }
 }
 
-/// Whether `bytes` is the backend's INIT-ACK or ABORT for our INIT.
-fn answers_init(bytes: &[u8], backend_port: u16, source_port: u16, initiate_tag: u32) -> bool {
-    let Ok(packet) = Packet::new_checked(bytes) else {
-        return false;
-    };
+/// Sorts an error of the connected raw SCTP socket: the kernel turns an ICMP protocol
+/// unreachable (IPv4) or parameter problem (IPv6) about our INIT into ENOPROTOOPT or
+/// EPROTO, which says the host has no SCTP stack, not that the socket broke.
+fn sctp_io_error(error: io::Error, address: SocketAddr, timeout: Duration) -> ProbeError {
+    match (address, error.raw_os_error()) {
+        (SocketAddr::V4(_), Some(libc::ENOPROTOOPT)) | (SocketAddr::V6(_), Some(libc::EPROTO)) => {
+            ProbeError::NoSctpStack(address.ip())
+        }
+        _ => ProbeError::from_io(error, timeout),
+    }
+}
+
+/// The backend's answer to our INIT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InitAnswer {
+    /// INIT-ACK: an SCTP application listens on the port.
+    InitAck,
+    /// ABORT: the backend's SCTP stack refuses the association; nothing listens.
+    Abort,
+}
+
+/// What `bytes` says about our INIT: the backend's INIT-ACK or ABORT for it, or nothing
+/// (another packet, or not SCTP). The CRC32c is not checked: a backend on the same host
+/// may leave it to a veth's offload, and ports and tag already tie the answer to our INIT.
+fn answers_init(
+    bytes: &[u8],
+    backend_port: u16,
+    source_port: u16,
+    initiate_tag: u32,
+) -> Option<InitAnswer> {
+    let packet = Packet::new_checked(bytes).ok()?;
     //# RFC 9260 §3.3.2: The receiver of the INIT chunk (the responding end) records the
     //# value of the Initiate Tag parameter. This value MUST be placed into the
     //# Verification Tag field of every SCTP packet that the receiver of the INIT chunk
     //# transmits within this association.
-    //# RFC 9260 §8.4: If, for whatever reason, the INIT cannot be processed normally and
-    //# an ABORT has to be sent in response, the Verification Tag of the packet containing
-    //# the ABORT chunk MUST be the Initiate Tag of the received INIT chunk
     if packet.src_port() != backend_port
         || packet.dst_port() != source_port
         || packet.verification_tag() != initiate_tag
     {
-        return false;
+        return None;
     }
-    matches!(
-        packet.chunks().next(),
-        Some(Ok(chunk)) if matches!(chunk.chunk_type(), ChunkType::InitAck | ChunkType::Abort)
-    )
+    let chunk = packet.chunks().next()?.ok()?;
+    match chunk.chunk_type() {
+        ChunkType::InitAck => Some(InitAnswer::InitAck),
+        //# RFC 9260 §8.4: If, for whatever reason, the INIT cannot be processed normally
+        //# and an ABORT has to be sent in response, the Verification Tag of the packet
+        //# containing the ABORT chunk MUST be the Initiate Tag of the received INIT
+        //# chunk, and the T bit of the ABORT chunk has to be set to 0, indicating that
+        //# the Verification Tag is NOT reflected.
+        ChunkType::Abort if !chunk.t_bit() => Some(InitAnswer::Abort),
+        _ => None,
+    }
 }
 
 /// A fresh non-zero initiate tag, so a probe's answers are told from older ones.
@@ -673,14 +715,56 @@ mod tests {
         let answers = |bytes: &[u8]| answers_init(bytes, 38412, 50000, 7);
         let mut init_ack = answer(38412, 50000, 7, init);
         init_ack[HEADER_LEN] = u8::from(ChunkType::InitAck);
-        assert!(answers(&init_ack));
-        assert!(answers(&answer(38412, 50000, 7, abort)));
+        assert_eq!(answers(&init_ack), Some(InitAnswer::InitAck));
+        // An ABORT under our tag refuses our INIT: nothing listens, the backend is down.
+        assert_eq!(
+            answers(&answer(38412, 50000, 7, abort)),
+            Some(InitAnswer::Abort)
+        );
+        // A reflected ABORT carries the sender's own tag: not an answer to our INIT.
+        let reflected = ChunkRepr::Abort { reflected: true };
+        assert_eq!(answers(&answer(38412, 50000, 7, reflected)), None);
         // An INIT is not an answer, even under the right tag.
-        assert!(!answers(&answer(38412, 50000, 7, init)));
-        assert!(!answers(&answer(38412, 50000, 8, abort)));
-        assert!(!answers(&answer(38413, 50000, 7, abort)));
-        assert!(!answers(&answer(38412, 50001, 7, abort)));
-        assert!(!answers(&[0u8; 5]));
-        assert!(!answers(&answer(38412, 50000, 7, abort)[..HEADER_LEN]));
+        assert_eq!(answers(&answer(38412, 50000, 7, init)), None);
+        for other in [
+            answer(38412, 50000, 8, abort),
+            answer(38413, 50000, 7, abort),
+            answer(38412, 50001, 7, abort),
+            init_ack[..HEADER_LEN].to_vec(),
+            vec![0u8; 5],
+        ] {
+            assert_eq!(answers(&other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn sctp_errors_say_why() {
+        assert_eq!(
+            ProbeError::Abort(38412).to_string(),
+            "ABORT: no SCTP listener on port 38412"
+        );
+        let timeout = Duration::from_millis(500);
+        let error = |backend: &str, errno| {
+            let backend: SocketAddr = backend.parse().unwrap();
+            sctp_io_error(io::Error::from_raw_os_error(errno), backend, timeout)
+        };
+        // ICMP protocol unreachable (IPv4) and parameter problem (IPv6), as the kernel
+        // reports them on the connected raw socket.
+        assert_eq!(
+            error("198.18.1.21:38412", libc::ENOPROTOOPT).to_string(),
+            "ICMP: 198.18.1.21 has no SCTP stack (protocol unreachable)"
+        );
+        assert_eq!(
+            error("[2001:db8::21]:38412", libc::EPROTO).to_string(),
+            "ICMP: 2001:db8::21 has no SCTP stack (protocol unreachable)"
+        );
+        assert!(matches!(
+            error("198.18.1.21:38412", libc::EAGAIN),
+            ProbeError::Timeout(_)
+        ));
+        assert!(matches!(
+            error("198.18.1.21:38412", libc::EHOSTUNREACH),
+            ProbeError::Io(_)
+        ));
     }
 }
