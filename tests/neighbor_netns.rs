@@ -247,6 +247,14 @@ fn interface_mac_and_addrs_match_ip_link() {
             interface_mac("lo"),
             Err(NeighborError::NotEthernet { .. })
         ));
+        // The AF_XDP layer's own lookup (the generator's source MAC) agrees.
+        assert_eq!(
+            mac_text(xlb::xsk::interface_mac(LOCAL_IF).unwrap()),
+            env_mac(LOCAL_MAC)
+        );
+        assert!(xlb::xsk::interface_mac("xlb-missing0").is_err());
+        let lo = xlb::xsk::interface_mac("lo").unwrap_err();
+        assert!(lo.to_string().contains("not an Ethernet interface"), "{lo}");
     }
 }
 

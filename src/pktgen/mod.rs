@@ -369,11 +369,9 @@ fn pin(args: &PktgenArgs, role: Role) {
 fn send(args: &PktgenArgs, stops: &Stops) -> Result<PktgenReport, PktgenError> {
     let src_mac = match args.src_mac {
         Some(mac) => mac,
-        None => crate::control::neighbor::interface_mac(&args.iface).map_err(|e| {
-            PktgenError::InterfaceMac {
-                ifname: args.iface.clone(),
-                reason: e.to_string(),
-            }
+        None => crate::xsk::interface_mac(&args.iface).map_err(|e| PktgenError::InterfaceMac {
+            ifname: args.iface.clone(),
+            reason: e.to_string(),
         })?,
     };
     let traffic = TrafficSpec {

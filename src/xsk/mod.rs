@@ -19,7 +19,7 @@ pub use error::XskError;
 pub use memory::MemoryPorts;
 pub use ports::{SocketSpec, XskPorts, FRAME_SIZE};
 pub use program::{AttachedMode, SteeringProgram, XdpMode};
-pub use sys::enter_network_namespace;
+pub use sys::{enter_network_namespace, interface_mac};
 pub use traffic::{monotonic_ns, TrafficPort};
 
 use crate::lb::verdict::{PortId, Verdict};

@@ -79,6 +79,68 @@ pub(crate) fn rx_queue_count(ifname: &str) -> Option<u32> {
     Some(channels.rx_count.max(channels.combined_count))
 }
 
+/// `struct ifreq` with the `ifr_hwaddr` member, padded to the kernel's 40 bytes.
+#[repr(C)]
+struct IfreqHwaddr {
+    name: [u8; libc::IFNAMSIZ],
+    hwaddr: libc::sockaddr,
+    _pad: [u8; 8],
+}
+
+/// The Ethernet MAC of interface `ifname` in the calling thread's network namespace
+/// (SIOCGIFHWADDR): the source MAC of the frames a port sends.
+pub fn interface_mac(ifname: &str) -> io::Result<[u8; 6]> {
+    let bytes = ifname.as_bytes();
+    if bytes.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "interface name {ifname} is longer than {} bytes",
+                libc::IFNAMSIZ - 1
+            ),
+        ));
+    }
+    let mut request = IfreqHwaddr {
+        name: [0; libc::IFNAMSIZ],
+        hwaddr: libc::sockaddr {
+            sa_family: 0,
+            sa_data: [0; 14],
+        },
+        _pad: [0; 8],
+    };
+    request.name[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: SIOCGIFHWADDR reads the name and writes `hwaddr` of `request`, a correctly
+    // laid out ifreq that lives until the call returns.
+    let rc = unsafe {
+        libc::ioctl(
+            socket.as_raw_fd(),
+            libc::SIOCGIFHWADDR,
+            &mut request as *mut IfreqHwaddr,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if request.hwaddr.sa_family != libc::ARPHRD_ETHER {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{ifname} is not an Ethernet interface"),
+        ));
+    }
+    let mut mac = [0u8; 6];
+    for (byte, value) in mac.iter_mut().zip(request.hwaddr.sa_data) {
+        *byte = value as u8;
+    }
+    Ok(mac)
+}
+
 /// Whether the bound AF_XDP socket `fd` runs in zero-copy mode (XDP_OPTIONS).
 pub(crate) fn socket_is_zero_copy(fd: RawFd) -> io::Result<bool> {
     let mut options = libc::xdp_options { flags: 0 };
