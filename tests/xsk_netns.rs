@@ -13,11 +13,12 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use netns::{require_root, veth_pair, Netns};
+use xlb::config::{XdpMode, ZeroCopy};
 use xlb::lb::verdict::{DropReason, Verdict};
 use xlb::pipeline::batch::PacketBuf;
 use xlb::xsk::{
-    enter_network_namespace, AttachedMode, SocketMode, SocketSpec, SteeringProgram, XdpMode,
-    XskError, XskPorts, ZeroCopy, FRAME_SIZE,
+    enter_network_namespace, AttachedMode, SocketMode, SocketSpec, SteeringProgram, XskError,
+    XskPorts, FRAME_SIZE,
 };
 
 const HOST4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);

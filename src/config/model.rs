@@ -420,8 +420,9 @@ impl JsonSchema for Queues {
     }
 }
 
-/// How the steering XDP program is attached to an interface.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+/// How the steering XDP program is attached to an interface (also `xlb pktgen
+/// --xdp-mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum XdpMode {
     /// Native (driver) mode when the driver has it, else generic.

@@ -77,10 +77,11 @@ impl Supervisor {
     /// metrics endpoint.
     pub fn start(config_path: &Path) -> Result<Supervisor, RunError> {
         let table = config::load(config_path)?;
+        let plan = Dataplane::plan(&table)?;
         let (resolver, unresolved) = KernelResolver::resolve(&table, RESOLVE_TIMEOUT)?;
         report_unresolved(&unresolved);
         let down = DownBackends::new();
-        let dataplane = Dataplane::start(&table, &|previous: Option<&Snapshot>| {
+        let dataplane = Dataplane::start(&table, plan, &|previous: Option<&Snapshot>| {
             Snapshot::build(&table, 1, previous, &resolver, &down)
         })?;
         let (health_tx, health_changes) = mpsc::channel();

@@ -17,9 +17,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::xsk::{
-    monotonic_ns, SocketSpec, SteeringProgram, TrafficPort, XdpMode, XskError, ZeroCopy,
-};
+use crate::config::{XdpMode, ZeroCopy};
+use crate::xsk::{monotonic_ns, SocketSpec, SteeringProgram, TrafficPort, XskError};
 use pace::TokenBucket;
 use progress::{Display, Goal, Progress};
 use receive::RxCounters;
@@ -101,7 +100,7 @@ pub struct PktgenArgs {
     pub steer: Vec<IpAddr>,
     /// How the receiver attaches its XDP program: auto, native or skb.
     #[arg(long, value_enum, default_value = "auto")]
-    pub xdp_mode: XdpModeArg,
+    pub xdp_mode: XdpMode,
     /// Entries per AF_XDP ring (a power of two).
     #[arg(long, default_value_t = 2048)]
     pub ring_size: u32,
@@ -117,27 +116,6 @@ pub struct PktgenArgs {
     /// No progress line and no summary table.
     #[arg(long)]
     pub quiet: bool,
-}
-
-/// `--xdp-mode` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum XdpModeArg {
-    /// Native when the driver has it, else skb.
-    Auto,
-    /// Native only.
-    Native,
-    /// skb (generic) only.
-    Skb,
-}
-
-impl From<XdpModeArg> for XdpMode {
-    fn from(mode: XdpModeArg) -> Self {
-        match mode {
-            XdpModeArg::Auto => XdpMode::Auto,
-            XdpModeArg::Native => XdpMode::Native,
-            XdpModeArg::Skb => XdpMode::Skb,
-        }
-    }
 }
 
 /// A MAC address written as six colon-separated hex octets.
@@ -307,7 +285,7 @@ fn frame_count(args: &PktgenArgs) -> u32 {
 
 /// Attaches the receiver's XDP program on `ifname`, steering `--steer` (or --dst).
 fn steering(args: &PktgenArgs, ifname: &str) -> Result<SteeringProgram, PktgenError> {
-    let mut program = SteeringProgram::attach(ifname, args.xdp_mode.into())?;
+    let mut program = SteeringProgram::attach(ifname, args.xdp_mode)?;
     let steered = if args.steer.is_empty() {
         vec![args.dst]
     } else {

@@ -29,7 +29,7 @@ use crate::runtime::capabilities;
 use crate::runtime::plan::{self, PlanInterface, WorkerAssignment, WorkerChoice, WorkerPlan};
 use crate::runtime::topology::{Topology, TopologyError};
 use crate::runtime::worker::{CounterSummary, WorkerJob, WorkerStats};
-use crate::xsk::{self, SocketSpec, SteeringProgram, XskError};
+use crate::xsk::{SocketSpec, SteeringProgram, XskError};
 
 /// UMEM frames per socket: enough for the fill ring plus a full TX ring in flight.
 const FRAMES_PER_RING: u32 = 2;
@@ -132,12 +132,9 @@ pub struct Dataplane {
 }
 
 impl Dataplane {
-    /// Plans the workers for `table`, builds each node's first snapshot with `build`,
-    /// attaches the XDP programs and starts the workers.
-    pub fn start(
-        table: &ServiceTable,
-        build: &BuildSnapshot<'_>,
-    ) -> Result<Dataplane, DataplaneError> {
+    /// Checks what `xlb run` needs before it touches anything (capabilities, the
+    /// pipeline, the interfaces and their queues) and plans the workers on this machine.
+    pub fn plan(table: &ServiceTable) -> Result<WorkerPlan, DataplaneError> {
         let missing = capabilities::missing();
         if !missing.is_empty() {
             return Err(DataplaneError::Capabilities(missing));
@@ -166,6 +163,22 @@ impl Dataplane {
         )?;
         info!("topology:\n{}", topology.render());
         info!("worker plan:\n{}", plan.render());
+        Ok(plan)
+    }
+
+    /// Builds each node's first snapshot of `table` with `build`, attaches the XDP
+    /// programs and starts the workers `plan` places.
+    pub fn start(
+        table: &ServiceTable,
+        plan: WorkerPlan,
+        build: &BuildSnapshot<'_>,
+    ) -> Result<Dataplane, DataplaneError> {
+        let interfaces: Vec<String> = table
+            .dataplane
+            .interfaces
+            .iter()
+            .map(|i| i.name.clone())
+            .collect();
 
         let mut replicas: Vec<Replica> = Vec::new();
         for (node, cpu) in plan.workers.iter().map(|w| (w.numa_node, w.cpu)) {
@@ -182,8 +195,7 @@ impl Dataplane {
         let steered = steered_addresses(table);
         let mut programs = Vec::new();
         for interface in &table.dataplane.interfaces {
-            let mut program =
-                SteeringProgram::attach(&interface.name, xdp_mode(interface.xdp_mode))?;
+            let mut program = SteeringProgram::attach(&interface.name, interface.xdp_mode)?;
             program.set_vips(&steered)?;
             programs.push(program);
         }
@@ -433,23 +445,11 @@ fn socket_specs(table: &ServiceTable, assignment: &WorkerAssignment) -> Vec<Sock
                 ifname: ifname.clone(),
                 port: *port,
                 queue: *queue,
-                zero_copy: match interface.zero_copy {
-                    config::ZeroCopy::Auto => xsk::ZeroCopy::Auto,
-                    config::ZeroCopy::Required => xsk::ZeroCopy::Required,
-                    config::ZeroCopy::Off => xsk::ZeroCopy::Off,
-                },
+                zero_copy: interface.zero_copy,
                 ring_size: table.dataplane.ring_size,
             }
         })
         .collect()
-}
-
-fn xdp_mode(mode: config::XdpMode) -> xsk::XdpMode {
-    match mode {
-        config::XdpMode::Auto => xsk::XdpMode::Auto,
-        config::XdpMode::Native => xsk::XdpMode::Native,
-        config::XdpMode::Skb => xsk::XdpMode::Skb,
-    }
 }
 
 /// Each worker's share of the configured flow-table capacity.

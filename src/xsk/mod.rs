@@ -18,23 +18,12 @@ mod traffic;
 pub use error::XskError;
 pub use memory::MemoryPorts;
 pub use ports::{SocketSpec, XskPorts, FRAME_SIZE};
-pub use program::{AttachedMode, SteeringProgram, XdpMode};
+pub use program::{AttachedMode, SteeringProgram};
 pub use sys::{enter_network_namespace, interface_mac};
 pub use traffic::{monotonic_ns, TrafficPort};
 
 use crate::lb::verdict::{PortId, Verdict};
 use crate::pipeline::batch::PacketBuf;
-
-/// Whether AF_XDP may, must or must not use zero-copy (`zero_copy` in the service table).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ZeroCopy {
-    /// Zero-copy when the driver offers it, copy mode otherwise.
-    Auto,
-    /// Zero-copy or fail with an error naming the interface and queue.
-    Required,
-    /// Copy mode even where zero-copy exists.
-    Off,
-}
 
 /// What a socket actually got from the kernel, to log and to show in `xlb run`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

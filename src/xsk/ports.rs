@@ -18,7 +18,8 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use super::error::{is_permission_error, XskError};
 use super::sys::{interface_index, kick_tx, poll_readable, rx_queue_count, socket_is_zero_copy};
-use super::{BatchPorts, BatchStats, SocketMode, ZeroCopy};
+use super::{BatchPorts, BatchStats, SocketMode};
+use crate::config::ZeroCopy;
 use crate::lb::verdict::{PortId, Verdict};
 use crate::pipeline::batch::{PacketBuf, MAX_BATCH};
 

@@ -13,6 +13,7 @@ use libxdp_sys as bpf;
 
 use super::error::{is_permission_error, XskError};
 use super::sys::interface_index;
+use crate::config::XdpMode;
 
 /// The BPF object's bytes, 8-byte aligned so libelf can read its headers in place.
 #[repr(C, align(8))]
@@ -30,17 +31,6 @@ const XSKS_CAPACITY: u32 = 256;
 /// XDP_FLAGS_SKB_MODE and XDP_FLAGS_DRV_MODE from <linux/if_link.h>.
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
-
-/// How to attach the steering program (`xdp_mode` in the service table).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum XdpMode {
-    /// Native (driver) mode when the driver has it, else skb mode.
-    Auto,
-    /// Native mode only.
-    Native,
-    /// skb (generic) mode only: works on every interface, slower.
-    Skb,
-}
 
 /// The mode the program actually runs in, for the log and the tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,7 +11,8 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 use super::error::XskError;
 use super::ports::{bind, bind_error, check_spec, is_fatal, new_umem, socket_mode};
 use super::sys::{kick_tx, poll_readable};
-use super::{SocketMode, SocketSpec, ZeroCopy};
+use super::{SocketMode, SocketSpec};
+use crate::config::ZeroCopy;
 use crate::pipeline::batch::MAX_BATCH;
 
 /// An AF_XDP socket that transmits frames a caller writes and receives frames a
