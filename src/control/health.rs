@@ -19,6 +19,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::config::{HealthCheck, HealthCheckKind, ServiceTable};
 use crate::lb::snapshot::DownBackends;
+use crate::wire::headers::protocol;
 use crate::wire::sctp::{ChunkRepr, ChunkType, Packet, PacketRepr};
 
 /// One backend to probe: the owner derives these from the table with [`targets`] and hands
@@ -528,9 +529,6 @@ fn check_status_line(line: &[u8], expect_status: u16) -> Result<(), ProbeError> 
     }
 }
 
-/// IANA protocol number of SCTP.
-const IPPROTO_SCTP: i32 = 132;
-
 /// `sctp`: an INIT sent through a raw socket is answered by the backend's INIT-ACK
 /// within the timeout, so an SCTP application listens on the port. An ABORT (nothing
 /// listens) or an ICMP error (no SCTP stack) fails the probe at once; silence fails it
@@ -540,7 +538,7 @@ fn probe_sctp(address: SocketAddr, timeout: Duration) -> Result<(), ProbeError> 
     let socket = Socket::new(
         Domain::for_address(address),
         Type::RAW,
-        Some(Protocol::from(IPPROTO_SCTP)),
+        Some(Protocol::from(i32::from(protocol::SCTP))),
     )
     .map_err(ProbeError::RawSocket)?;
     // A connected raw socket only receives packets from the backend's address, and the

@@ -13,6 +13,7 @@ use std::net::IpAddr;
 
 use crate::config::Dataplane;
 use crate::sys::{prefetch, HugePageSlice};
+use crate::wire::headers::protocol;
 
 /// Ways per bucket: eight tags fill half a cache line, and eight candidates make a full bucket
 /// (an eviction of a live flow) rare until the table is nearly full.
@@ -23,9 +24,6 @@ const EMPTY_TAG: u32 = 0;
 
 /// The largest capacity a table takes (2^32 flows, 240 GiB); larger requests are clamped.
 pub const MAX_CAPACITY: usize = 1 << 32;
-
-const PROTO_TCP: u8 = 6;
-const PROTO_SCTP: u8 = 132;
 
 /// A flow as the balancer sees it: the VIP side and the client side of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -208,8 +206,8 @@ impl FlowTable {
     #[inline]
     fn idle_limit(&self, entry: &FlowEntry) -> u64 {
         let idle = match entry.key.proto {
-            PROTO_TCP => self.timeouts.tcp_idle_ms,
-            PROTO_SCTP => self.timeouts.sctp_idle_ms,
+            protocol::TCP => self.timeouts.tcp_idle_ms,
+            protocol::SCTP => self.timeouts.sctp_idle_ms,
             _ => self.timeouts.udp_idle_ms,
         };
         if entry.closing {

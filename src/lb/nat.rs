@@ -29,6 +29,7 @@ use rustc_hash::FxHashMap;
 
 use crate::config::Dataplane;
 use crate::lb::verdict::DropReason;
+use crate::wire::headers::protocol;
 
 /// Upper bound on shards: enough that workers rarely meet on one lock.
 const MAX_SHARDS: usize = 64;
@@ -48,8 +49,6 @@ const CLOSING: u64 = 1 << 63;
 const ANSWERED: u64 = 1 << 62;
 /// The flag bits of a last-seen word; the rest is milliseconds.
 const FLAGS: u64 = CLOSING | ANSWERED;
-/// IP protocol number of TCP; every other protocol uses the UDP idle timeout.
-const IPPROTO_TCP: u8 = 6;
 
 /// How the NAT table is sized and how long sessions live, from the service table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -252,7 +251,7 @@ impl Session {
 
     fn is_expired(&self, now_ms: u64, timeouts: &Timeouts) -> bool {
         let word = self.last_seen.load(Ordering::Relaxed);
-        let idle = if self.key.proto == IPPROTO_TCP {
+        let idle = if self.key.proto == protocol::TCP {
             timeouts.tcp_idle
         } else {
             timeouts.udp_idle

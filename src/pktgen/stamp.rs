@@ -2,6 +2,9 @@
 //! number, send time) and finding it again in a received frame, whatever the device
 //! under test did to the headers on the way (MAC rewrite, NAT, DNAT, IPIP/IP6IP6).
 
+use crate::wire::headers::protocol;
+use crate::wire::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN};
+
 /// Bytes a stamp takes.
 pub const STAMP_LEN: usize = 16;
 
@@ -9,15 +12,8 @@ pub const STAMP_LEN: usize = 16;
 pub const STAMP_MAGIC: u16 = 0x584c;
 
 const ETHERNET_LEN: usize = 14;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const ETHERTYPE_VLAN: u16 = 0x8100;
+/// EtherType of an 802.1ad service tag (QinQ's outer tag).
 const ETHERTYPE_QINQ: u16 = 0x88a8;
-const PROTO_IPIP: u8 = 4;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-const PROTO_IPV6: u8 = 41;
-const PROTO_SCTP: u8 = 132;
 const SCTP_DATA: u8 = 0;
 
 /// What the generator writes into each payload.
@@ -86,15 +82,15 @@ fn find_in_ip(packet: &[u8], version: u8, may_decapsulate: bool) -> Option<Stamp
         _ => (*packet.get(6)?, packet.get(40..)?),
     };
     match protocol {
-        PROTO_IPIP if may_decapsulate => find_in_ip(l4, 4, false),
-        PROTO_IPV6 if may_decapsulate => find_in_ip(l4, 6, false),
-        PROTO_UDP => Stamp::parse(l4.get(8..)?),
-        PROTO_TCP => {
+        protocol::IPV4 if may_decapsulate => find_in_ip(l4, 4, false),
+        protocol::IPV6 if may_decapsulate => find_in_ip(l4, 6, false),
+        protocol::UDP => Stamp::parse(l4.get(8..)?),
+        protocol::TCP => {
             //# RFC 9293 §3.1: Data Offset is the number of 32-bit words in the TCP header.
             let header_len = usize::from(*l4.get(12)? >> 4) * 4;
             Stamp::parse(l4.get(header_len.max(20)..)?)
         }
-        PROTO_SCTP => {
+        protocol::SCTP => {
             // Common header (12 bytes), then the first chunk; DATA's value starts
             // after its 16 fixed bytes.
             if *l4.get(12)? != SCTP_DATA {
@@ -181,7 +177,7 @@ mod tests {
         let with_data = sctp(&data);
         let with_cookie = sctp(&cookie);
         let raw = |bytes| Transport::Raw {
-            protocol: PROTO_SCTP,
+            protocol: protocol::SCTP,
             bytes,
         };
         let data_frame = frame(raw(&with_data), "198.18.0.1:0", "198.18.0.2:0");
@@ -200,7 +196,7 @@ mod tests {
         );
         let outer = frame(
             Transport::Raw {
-                protocol: PROTO_IPIP,
+                protocol: protocol::IPV4,
                 bytes: &inner[ETHERNET_LEN..],
             },
             "198.18.0.3:0",

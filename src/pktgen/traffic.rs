@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::stamp::{Stamp, STAMP_LEN};
 use crate::wire::checksum;
 use crate::wire::frames::{self, tcp_flags, FrameError, FrameSpec, Transport};
+use crate::wire::headers::protocol;
 use crate::wire::sctp::{self, ChunkRepr, PacketRepr};
 
 const ETHERNET_LEN: usize = 14;
@@ -21,7 +22,6 @@ const SCTP_DATA_OFFSET: usize = sctp::HEADER_LEN + sctp::DATA_FIXED_LEN;
 const SCTP_INIT_STAMP_OFFSET: usize = sctp::HEADER_LEN + sctp::INIT_FIXED_LEN + 4;
 /// Padding parameter type: the receiver ignores its value (RFC 4820 §3).
 const PARAM_PADDING: u16 = 0x8005;
-const PROTO_SCTP: u8 = 132;
 
 /// Smallest and largest `--size` (frame bytes without the FCS).
 pub const MIN_FRAME: usize = 64;
@@ -377,7 +377,7 @@ impl FrameWriter {
                     src: SocketAddr::new(src, 0),
                     dst: SocketAddr::new(self.spec.dst, 0),
                     transport: Transport::Raw {
-                        protocol: PROTO_SCTP,
+                        protocol: protocol::SCTP,
                         bytes: &bytes,
                     },
                 })?);
@@ -464,14 +464,14 @@ fn template(spec: &TrafficSpec, size: usize) -> Result<Template, FrameError> {
             }
             .to_vec();
             Transport::Raw {
-                protocol: PROTO_SCTP,
+                protocol: protocol::SCTP,
                 bytes: &sctp_bytes,
             }
         }
         Proto::SctpInit => {
             sctp_bytes = init_with_padding(spec, &payload);
             Transport::Raw {
-                protocol: PROTO_SCTP,
+                protocol: protocol::SCTP,
                 bytes: &sctp_bytes,
             }
         }

@@ -11,9 +11,8 @@ use crate::lb::verdict::{DropReason, Verdict};
 use crate::pipeline::batch::MAX_BATCH;
 use crate::pipeline::stage::{Batch, Context, PacketMeta, Stage, Target};
 use crate::pipeline::WorkerState;
+use crate::wire::headers::protocol;
 use crate::wire::headers::Headers;
-
-const IPPROTO_SCTP: u8 = 132;
 
 /// How many tracked packets ahead of its lookup a flow's bucket is prefetched, and then
 /// its entry: far enough to hide a DRAM access behind the packets in between, near enough
@@ -40,7 +39,7 @@ impl Stage for Balance {
                 batch.verdicts[i] == Verdict::Pending
                     && meta.target == Target::None
                     && meta.service.is_some()
-                    && meta.headers.l4_proto != IPPROTO_SCTP
+                    && meta.headers.l4_proto != protocol::SCTP
             })
             .map(|i| (i, batch.meta[i].hash))
             .collect();
@@ -99,7 +98,7 @@ fn balance(
     let Some(service) = meta.service else {
         return Err(DropReason::NoService);
     };
-    let decision = if h.l4_proto == IPPROTO_SCTP {
+    let decision = if h.l4_proto == protocol::SCTP {
         let start = h.l4_offset as usize;
         let sctp = frame
             .get(start..start + h.l4_len as usize)

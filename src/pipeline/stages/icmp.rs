@@ -7,12 +7,9 @@ use crate::lb::hash::flow_hash;
 use crate::lb::verdict::{DropReason, Verdict};
 use crate::pipeline::stage::{Batch, Context, Stage, Target};
 use crate::pipeline::WorkerState;
-use crate::wire::headers::{self, Headers, L3};
+use crate::wire::headers::{self, protocol, Headers, L3};
 use crate::wire::reply;
 
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_ICMPV6: u8 = 58;
-const IPPROTO_SCTP: u8 = 132;
 const ICMPV4_ECHO_REQUEST: u8 = 8;
 const ICMPV6_ECHO_REQUEST: u8 = 128;
 
@@ -32,7 +29,7 @@ impl Stage for Icmp {
             let h = batch.meta[i].headers;
             let is_icmp = matches!(
                 (h.l3, h.l4_proto),
-                (L3::Ipv4, IPPROTO_ICMP) | (L3::Ipv6, IPPROTO_ICMPV6)
+                (L3::Ipv4, protocol::ICMP) | (L3::Ipv6, protocol::ICMPV6)
             );
             if !is_icmp {
                 continue;
@@ -97,7 +94,7 @@ fn quoted_flow_target(
         quoted.src_port,
         quoted.l4_proto,
     );
-    if quoted.l4_proto == IPPROTO_SCTP {
+    if quoted.l4_proto == protocol::SCTP {
         let backend = ctx.shared.sctp.backend_for_error(
             ctx.snapshot.service(service).id,
             quoted.dst,

@@ -6,11 +6,9 @@ use std::net::IpAddr;
 use crate::lb::verdict::{DropReason, Verdict};
 use crate::pipeline::stage::{Batch, Context, Stage};
 use crate::pipeline::WorkerState;
+use crate::wire::headers::protocol;
 use crate::wire::headers::L3;
 use crate::wire::reply;
-
-/// ICMPv6 protocol number.
-const IPPROTO_ICMPV6: u8 = 58;
 
 /// Replies to ARP/NDP for our VIPs on the port the question came in on.
 pub struct Neighbor;
@@ -39,7 +37,7 @@ impl Stage for Neighbor {
                                 .is_ok(),
                     )
                 }
-                L3::Ipv6 if h.l4_proto == IPPROTO_ICMPV6 => {
+                L3::Ipv6 if h.l4_proto == protocol::ICMPV6 => {
                     match reply::ndp_solicit_target(packet.data(), &h) {
                         Some(target) => Some(
                             ctx.snapshot.is_vip(&IpAddr::V6(target))

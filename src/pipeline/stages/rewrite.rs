@@ -11,10 +11,9 @@ use crate::pipeline::stage::{Batch, Context, Stage, Target};
 use crate::pipeline::WorkerState;
 use crate::wire::checksum;
 use crate::wire::encap;
+use crate::wire::headers::protocol;
 use crate::wire::headers::{Headers, L3};
 
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
 /// Hop limit of the outer header we add when encapsulating.
 const OUTER_TTL: u8 = 64;
 /// GUE source ports vary per flow inside the ephemeral range so backends' RSS spreads.
@@ -175,8 +174,8 @@ fn translate(
         return Err(DropReason::Malformed);
     }
     let l4_checksum_at = match h.l4_proto {
-        IPPROTO_TCP => l4 + 16,
-        IPPROTO_UDP => l4 + 6,
+        protocol::TCP => l4 + 16,
+        protocol::UDP => l4 + 6,
         _ => return Err(DropReason::Malformed),
     };
     if frame.len() < l4_checksum_at + 2 || frame.len() < dst_at + width {
@@ -187,12 +186,12 @@ fn translate(
     let old_ports = [read16(frame, l4), read16(frame, l4 + 2)];
 
     let mut l4_sum = read16(frame, l4_checksum_at);
-    let udp_without_checksum = h.l4_proto == IPPROTO_UDP && l4_sum == 0 && h.l3 == L3::Ipv4;
+    let udp_without_checksum = h.l4_proto == protocol::UDP && l4_sum == 0 && h.l3 == L3::Ipv4;
     l4_sum = checksum::update_bytes(l4_sum, &old_src[..width], &new_src);
     l4_sum = checksum::update_bytes(l4_sum, &old_dst[..width], &new_dst);
     l4_sum = checksum::update_u16(l4_sum, old_ports[0], src_port);
     l4_sum = checksum::update_u16(l4_sum, old_ports[1], dst_port);
-    if h.l4_proto == IPPROTO_UDP && l4_sum == 0 {
+    if h.l4_proto == protocol::UDP && l4_sum == 0 {
         //# RFC 768: an all-zero computed checksum is transmitted as all ones.
         l4_sum = 0xffff;
     }
