@@ -12,9 +12,12 @@
 #   xlb      198.18.0.2/16                   2001:db8::2/64
 #   backend  198.18.1.1N/16                  2001:db8::1:1N/64   (N = 1..3)
 # IPv4 VIPs 198.18.100.0/22 are on-link (xlb answers ARP for them); IPv6 VIPs
-# 2001:db8:100::/48 are routed via xlb. DSR backends hold every VIP on lo and never
-# answer ARP/NDP for it. Interface MACs are fixed so tests can name them:
-# xlb 02:00:00:00:00:02, client 02:00:00:00:00:10, backend N 02:00:00:00:01:1N.
+# 2001:db8:100::/48 are routed via xlb. DSR backends hold every VIP on vip0, one end of
+# a veth pair (vip0/vip1) of their own, and never answer ARP/NDP for it (arp_ignore=1,
+# arp_announce=2). Not on lo: usrsctp, the real SCTP stack of tests/sctp_e2e.rs, never
+# sources packets from an address on a loopback interface. Interface MACs are fixed so
+# tests can name them: xlb 02:00:00:00:00:02, client 02:00:00:00:00:10, backend N
+# 02:00:00:00:01:1N.
 #
 # split: two segments, client-facing and backend-facing. The backends sit on a second
 # bridge (br1) at 198.19.1.1N/16 with no route to the clients, and xlb has a second
@@ -28,7 +31,7 @@ queues=${3:-1}
 split=${4:-}
 
 VIPS4=(198.18.100.10 198.18.100.20 198.18.101.20)
-VIPS6=(2001:db8:100::10)
+VIPS6=(2001:db8:100::10 2001:db8:100::20)
 
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
@@ -89,8 +92,14 @@ up() {
     nsx "$ns" ip -6 route add 2001:db8:100::/48 via 2001:db8::2
     nsx "$ns" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
     nsx "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.eth0.rp_filter=0 net.ipv4.conf.lo.rp_filter=0
-    for vip in "${VIPS4[@]}"; do nsx "$ns" ip addr add "$vip/32" dev lo; done
-    for vip in "${VIPS6[@]}"; do nsx "$ns" ip addr add "$vip/128" dev lo nodad; done
+    nsx "$ns" ip link add vip0 type veth peer name vip1
+    for dev in vip0 vip1; do
+      nsx "$ns" ethtool -K "$dev" tx off >/dev/null
+      nsx "$ns" ip link set "$dev" up
+    done
+    nsx "$ns" sysctl -qw net.ipv4.conf.vip0.rp_filter=0 net.ipv4.conf.vip1.rp_filter=0
+    for vip in "${VIPS4[@]}"; do nsx "$ns" ip addr add "$vip/32" dev vip0; done
+    for vip in "${VIPS6[@]}"; do nsx "$ns" ip addr add "$vip/128" dev vip0 nodad; done
   done
 }
 

@@ -299,10 +299,24 @@ impl Lab {
 
     /// Starts capturing `filter` on backend `n`'s eth0.
     pub fn capture(&mut self, backend: &str, filter: &str) {
+        self.start_capture(backend, &[], filter);
+    }
+
+    /// Starts capturing the first `snaplen` bytes of the frames matching `filter` that
+    /// arrive on namespace `short`'s eth0 (not those it sends): for captures of long,
+    /// fast transfers, where only the headers matter. `finish_captures` returns them
+    /// under `short`.
+    pub fn capture_inbound(&mut self, short: &str, filter: &str, snaplen: u32) {
+        self.start_capture(short, &["-Q", "in", "-s", &snaplen.to_string()], filter);
+    }
+
+    fn start_capture(&mut self, backend: &str, options: &[&str], filter: &str) {
         let path = self.work.join(format!("{backend}.pcap"));
         let child = self
             .ns_command(backend, "tcpdump")
-            .args(["-i", "eth0", "-n", "-U", "-w"])
+            .args(["-i", "eth0", "-n", "-U"])
+            .args(options)
+            .arg("-w")
             .arg(&path)
             .arg(filter)
             .stdout(Stdio::null())
