@@ -10,18 +10,13 @@ use std::net::{IpAddr, SocketAddr};
 
 use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Packet, Ipv6Packet, UdpPacket};
 use xlb::config;
-use xlb::lb::balancer::Balancer;
-use xlb::lb::flow::FlowTimeouts;
 use xlb::lb::hash::flow_hash;
-use xlb::lb::nat::{NatConfig, NatSessionTable};
-use xlb::lb::sctp::{SctpAssociationTable, SctpConfig};
-use xlb::lb::snapshot::{DownBackends, Snapshot, StaticResolver};
+use xlb::lb::snapshot::StaticResolver;
 use xlb::lb::verdict::{DropReason, Verdict};
 use xlb::pipeline::batch::PacketBuf;
-use xlb::pipeline::stage::{Context, SharedTables};
-use xlb::pipeline::{loader, Pipeline, WorkerCounters, WorkerState};
+use xlb::pipeline::offline::OfflinePipeline;
 use xlb::wire::frames::{self, tcp_flags, FrameSpec, Transport};
-use xlb::wire::sctp::{ChunkRepr, PacketRepr};
+use xlb::wire::sctp::{self, ChunkRepr, PacketRepr};
 
 const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const XLB_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
@@ -61,74 +56,14 @@ services:
       backends: [{ name: b3, address: 198.18.1.13, mac: "02:00:00:00:01:13" }] }
 "#;
 
-struct Harness {
-    snapshot: Snapshot,
-    shared: SharedTables,
-    worker: WorkerState,
-    pipeline: Pipeline,
-}
-
-impl Harness {
-    fn new() -> Self {
-        let table = config::parse(TABLE, "fixtures.yaml").expect("fixture table is valid");
-        let resolver = StaticResolver {
-            port_macs: vec![XLB_MAC],
-            egress: 0,
-        };
-        let snapshot = Snapshot::build(&table, 1, None, &resolver, &DownBackends::new()).unwrap();
-        let shared = SharedTables {
-            sctp: SctpAssociationTable::new(SctpConfig {
-                capacity: 1024,
-                max_addresses: 8,
-                linger_ms: 100,
-                idle_ms: 60_000,
-                embryonic_ms: 5_000,
-                embryonic_per_source: 256,
-            }),
-            nat: NatSessionTable::new(NatConfig {
-                addresses: table.dataplane.nat.addresses.clone(),
-                port_range: table.dataplane.nat.port_range,
-                capacity: 1024,
-                tcp_idle_ms: 60_000,
-                udp_idle_ms: 60_000,
-                tcp_closing_ms: 1_000,
-                unanswered_idle_ms: 10_000,
-            }),
-        };
-        let timeouts = FlowTimeouts {
-            tcp_idle_ms: 60_000,
-            udp_idle_ms: 60_000,
-            sctp_idle_ms: 60_000,
-            tcp_closing_ms: 1_000,
-        };
-        Harness {
-            snapshot,
-            shared,
-            worker: WorkerState {
-                balancer: Balancer::new(4096, timeouts),
-                counters: WorkerCounters::default(),
-            },
-            pipeline: loader::load("l4lb").unwrap(),
-        }
-    }
-
-    /// Runs one frame through the pipeline; returns the verdict and the output frame.
-    fn run(&mut self, input: &[u8]) -> (Verdict, Vec<u8>) {
-        let mut buf = input.to_vec();
-        buf.resize(input.len() + 128, 0);
-        let mut packets = [PacketBuf::new(&mut buf, input.len())];
-        let mut verdicts = [Verdict::Pending];
-        let ctx = Context {
-            snapshot: &self.snapshot,
-            shared: &self.shared,
-            ingress: 0,
-            now_ms: 1,
-        };
-        self.pipeline
-            .run(&mut packets, &mut verdicts, &ctx, &mut self.worker);
-        let len = packets[0].len;
-        (verdicts[0], buf[..len].to_vec())
-    }
+/// The fixture table's l4lb pipeline; flows and sessions idle out after a minute.
+fn harness() -> OfflinePipeline {
+    let table = config::parse(TABLE, "fixtures.yaml").expect("fixture table is valid");
+    let resolver = StaticResolver {
+        port_macs: vec![XLB_MAC],
+        egress: 0,
+    };
+    OfflinePipeline::new(&table, &resolver, 4096, 1024).expect("the fixture pipeline sets up")
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -191,6 +126,18 @@ fn sctp_init(src: &str, dst: &str, tag: u32, extra: &[IpAddr]) -> Vec<u8> {
             bytes: &bytes,
         },
     )
+}
+
+/// What a client sends back to a backend that opened an association from a VIP: an
+/// INIT-ACK under the Initiate Tag of the backend's INIT, which never crossed xlb.
+fn sctp_init_ack(src: &str, dst: &str, vtag: u32) -> Vec<u8> {
+    let mut frame = sctp_init(src, dst, 0x5eed, &[]);
+    let sctp_at = frame.len() - (sctp::HEADER_LEN + sctp::INIT_FIXED_LEN);
+    let mut packet = sctp::Packet::new_unchecked(&mut frame[sctp_at..]);
+    packet.set_verification_tag(vtag);
+    packet.chunk_bytes_mut()[0] = u8::from(sctp::ChunkType::InitAck);
+    packet.fill_checksum();
+    frame
 }
 
 fn sctp_data(src: &str, dst: &str, vtag: u32) -> Vec<u8> {
@@ -454,6 +401,25 @@ fn drop_fixtures() -> Vec<Fixture> {
             output: None,
         },
         Fixture {
+            description:
+                "an INIT-ACK answering a backend-initiated association (dsr): dropped, never hashed",
+            input: sctp_init_ack("198.18.0.10:38412", "198.18.100.20:38412", 0xba5e_0001),
+            verdict: drop(DropReason::SctpUnknownAssociation),
+            output: None,
+        },
+        Fixture {
+            description: "the same over ipip",
+            input: sctp_init_ack("198.18.0.10:38412", "198.18.100.21:38412", 0xba5e_0002),
+            verdict: drop(DropReason::SctpUnknownAssociation),
+            output: None,
+        },
+        Fixture {
+            description: "the same over gue",
+            input: sctp_init_ack("198.18.0.10:38412", "198.18.100.22:38412", 0xba5e_0003),
+            verdict: drop(DropReason::SctpUnknownAssociation),
+            output: None,
+        },
+        Fixture {
             description: "UDP to an SNAT address with no session",
             input: udp("198.18.1.11:8080", "198.18.0.3:20005"),
             verdict: drop(DropReason::NatNoSession),
@@ -462,8 +428,8 @@ fn drop_fixtures() -> Vec<Fixture> {
     ]
 }
 
-fn check(harness: &mut Harness, fixture: &Fixture) {
-    let (verdict, output) = harness.run(&fixture.input);
+fn check(harness: &mut OfflinePipeline, fixture: &Fixture) {
+    let (verdict, output) = harness.run_frame(&fixture.input, 1);
     assert_eq!(verdict, fixture.verdict, "{}", fixture.description);
     if let Some(expected) = &fixture.output {
         assert_eq!(
@@ -476,7 +442,7 @@ fn check(harness: &mut Harness, fixture: &Fixture) {
 
 #[test]
 fn forwarding_fixtures_produce_the_expected_frames() {
-    let mut harness = Harness::new();
+    let mut harness = harness();
     for fixture in forwarding_fixtures() {
         check(&mut harness, &fixture);
     }
@@ -484,7 +450,7 @@ fn forwarding_fixtures_produce_the_expected_frames() {
 
 #[test]
 fn drop_fixtures_are_counted_under_their_reason() {
-    let mut harness = Harness::new();
+    let mut harness = harness();
     for fixture in drop_fixtures() {
         let reason = match fixture.verdict {
             Verdict::Drop(reason) => reason,
@@ -503,7 +469,7 @@ fn drop_fixtures_are_counted_under_their_reason() {
 
 #[test]
 fn a_whole_batch_of_fixtures_gets_the_same_verdicts() {
-    let mut harness = Harness::new();
+    let mut harness = harness();
     let fixtures: Vec<Fixture> = forwarding_fixtures()
         .into_iter()
         .chain(drop_fixtures())
@@ -522,15 +488,7 @@ fn a_whole_batch_of_fixtures_gets_the_same_verdicts() {
         .map(|(b, f)| PacketBuf::new(b, f.input.len()))
         .collect();
     let mut verdicts = vec![Verdict::Pending; packets.len()];
-    let ctx = Context {
-        snapshot: &harness.snapshot,
-        shared: &harness.shared,
-        ingress: 0,
-        now_ms: 1,
-    };
-    harness
-        .pipeline
-        .run(&mut packets, &mut verdicts, &ctx, &mut harness.worker);
+    harness.run(&mut packets, &mut verdicts, 1);
     for ((fixture, verdict), packet) in fixtures.iter().zip(&verdicts).zip(&packets) {
         assert_eq!(
             *verdict, fixture.verdict,
@@ -553,9 +511,9 @@ fn a_whole_batch_of_fixtures_gets_the_same_verdicts() {
 
 #[test]
 fn nat_rewrites_both_ways_with_valid_checksums() {
-    let mut harness = Harness::new();
+    let mut harness = harness();
     let request = syn("198.18.0.10:40000", "198.18.100.13:8080");
-    let (verdict, out) = harness.run(&request);
+    let (verdict, out) = harness.run_frame(&request, 1);
     assert_eq!(verdict, Verdict::Forward(0));
     let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
     assert_eq!(ip.dst_addr().to_string(), "198.18.1.11");
@@ -581,7 +539,7 @@ fn nat_rewrites_both_ways_with_valid_checksums() {
         },
     );
     reply[6..12].copy_from_slice(&B1_MAC);
-    let (verdict, back) = harness.run(&reply);
+    let (verdict, back) = harness.run_frame(&reply, 1);
     assert_eq!(verdict, Verdict::Forward(0));
     let mut expected = frame(
         "198.18.100.13:8080",
@@ -596,7 +554,8 @@ fn nat_rewrites_both_ways_with_valid_checksums() {
     assert_eq!(back, expected, "reverse translation");
 
     // IPv6 UDP through NAT.
-    let (verdict, out6) = harness.run(&udp("[2001:db8::10]:5000", "[2001:db8:100::13]:5353"));
+    let (verdict, out6) =
+        harness.run_frame(&udp("[2001:db8::10]:5000", "[2001:db8:100::13]:5353"), 1);
     assert_eq!(verdict, Verdict::Forward(0));
     let ip6 = Ipv6Packet::new_checked(&out6[14..]).unwrap();
     assert_eq!(ip6.src_addr().to_string(), "2001:db8::3");
@@ -606,14 +565,12 @@ fn nat_rewrites_both_ways_with_valid_checksums() {
 
 #[test]
 fn sctp_second_path_follows_the_association() {
-    let mut harness = Harness::new();
+    let mut harness = harness();
     let a2: IpAddr = "198.18.0.11".parse().unwrap();
-    let (v, _) = harness.run(&sctp_init(
-        "198.18.0.10:5000",
-        "198.18.100.20:38412",
-        0x1111,
-        &[a2],
-    ));
+    let (v, _) = harness.run_frame(
+        &sctp_init("198.18.0.10:5000", "198.18.100.20:38412", 0x1111, &[a2]),
+        1,
+    );
     assert_eq!(v, Verdict::Forward(0));
     // COOKIE-ECHO teaches the backend's tag.
     let cookie = PacketRepr {
@@ -623,17 +580,20 @@ fn sctp_second_path_follows_the_association() {
         chunks: &[ChunkRepr::CookieEcho { cookie: b"cookie" }],
     }
     .to_vec();
-    let (v, _) = harness.run(&frame(
-        "198.18.0.10:5000",
-        "198.18.100.20:38412",
-        Transport::Raw {
-            protocol: 132,
-            bytes: &cookie,
-        },
-    ));
+    let (v, _) = harness.run_frame(
+        &frame(
+            "198.18.0.10:5000",
+            "198.18.100.20:38412",
+            Transport::Raw {
+                protocol: 132,
+                bytes: &cookie,
+            },
+        ),
+        1,
+    );
     assert_eq!(v, Verdict::Forward(0));
     let data = sctp_data("198.18.0.11:5000", "198.18.101.20:38412", 0xb0b0);
-    let (v, out) = harness.run(&data);
+    let (v, out) = harness.run_frame(&data, 1);
     assert_eq!(
         v,
         Verdict::Forward(0),
@@ -644,14 +604,14 @@ fn sctp_second_path_follows_the_association() {
 
 #[test]
 fn xlb_answers_arp_ndp_and_echo_for_its_vips() {
-    let mut harness = Harness::new();
+    let mut harness = harness();
     // ARP who-has 198.18.100.10 tell 198.18.0.10.
     let mut arp = vec![0xff; 6];
     arp.extend_from_slice(&CLIENT_MAC);
     arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
     arp.extend_from_slice(&CLIENT_MAC);
     arp.extend_from_slice(&[198, 18, 0, 10, 0, 0, 0, 0, 0, 0, 198, 18, 100, 10]);
-    let (v, out) = harness.run(&arp);
+    let (v, out) = harness.run_frame(&arp, 1);
     assert_eq!(v, Verdict::Forward(0));
     assert_eq!(&out[..6], &CLIENT_MAC, "reply to the asker");
     assert_eq!(&out[20..22], &[0, 2], "ARP reply");
@@ -661,7 +621,7 @@ fn xlb_answers_arp_ndp_and_echo_for_its_vips() {
     let mut other = arp.clone();
     other[41] = 99;
     assert_eq!(
-        harness.run(&other).0,
+        harness.run_frame(&other, 1).0,
         Verdict::Drop(DropReason::ControlIgnored)
     );
 
@@ -671,14 +631,17 @@ fn xlb_answers_arp_ndp_and_echo_for_its_vips() {
     echo[4..8].copy_from_slice(&[0, 1, 0, 1]);
     let sum = !xlb::wire::checksum::sum(&echo);
     echo[2..4].copy_from_slice(&sum.to_be_bytes());
-    let (v, out) = harness.run(&frame(
-        "198.18.0.10:0",
-        "198.18.100.10:0",
-        Transport::Raw {
-            protocol: 1,
-            bytes: &echo,
-        },
-    ));
+    let (v, out) = harness.run_frame(
+        &frame(
+            "198.18.0.10:0",
+            "198.18.100.10:0",
+            Transport::Raw {
+                protocol: 1,
+                bytes: &echo,
+            },
+        ),
+        1,
+    );
     assert_eq!(v, Verdict::Forward(0));
     let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
     assert_eq!(ip.src_addr().to_string(), "198.18.100.10");
@@ -688,7 +651,7 @@ fn xlb_answers_arp_ndp_and_echo_for_its_vips() {
 #[test]
 fn icmp_errors_about_a_vip_flow_go_to_its_backend() {
     use xlb::wire::fixtures::{ICMP4_FRAG_NEEDED, ICMP6_PTB};
-    let mut harness = Harness::new();
+    let mut harness = harness();
     for (description, input) in [
         (
             "fragmentation needed quoting TCP from the VIP",
@@ -699,7 +662,7 @@ fn icmp_errors_about_a_vip_flow_go_to_its_backend() {
             &ICMP6_PTB[..],
         ),
     ] {
-        let (verdict, out) = harness.run(input);
+        let (verdict, out) = harness.run_frame(input, 1);
         assert_eq!(verdict, Verdict::Forward(0), "{description}");
         assert_eq!(
             out,
@@ -712,8 +675,8 @@ fn icmp_errors_about_a_vip_flow_go_to_its_backend() {
 #[test]
 fn neighbor_solicitation_for_a_vip_is_answered() {
     use xlb::wire::fixtures::NDP_NS;
-    let mut harness = Harness::new();
-    let (verdict, out) = harness.run(&NDP_NS);
+    let mut harness = harness();
+    let (verdict, out) = harness.run_frame(&NDP_NS, 1);
     assert_eq!(verdict, Verdict::Forward(0));
     let ip = Ipv6Packet::new_checked(&out[14..]).unwrap();
     assert_eq!(ip.src_addr().to_string(), "2001:db8:100::10");

@@ -10,15 +10,10 @@ use std::net::SocketAddr;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use xlb::config;
-use xlb::lb::balancer::Balancer;
-use xlb::lb::flow::FlowTimeouts;
-use xlb::lb::nat::{NatConfig, NatSessionTable};
-use xlb::lb::sctp::{SctpAssociationTable, SctpConfig};
-use xlb::lb::snapshot::{DownBackends, Snapshot, StaticResolver};
+use xlb::lb::snapshot::StaticResolver;
 use xlb::lb::verdict::Verdict;
 use xlb::pipeline::batch::PacketBuf;
-use xlb::pipeline::stage::{Context, SharedTables};
-use xlb::pipeline::{loader, Pipeline, WorkerCounters, WorkerState};
+use xlb::pipeline::offline::OfflinePipeline;
 use xlb::wire::frames::{self, tcp_flags, FrameSpec, Transport};
 use xlb::wire::sctp::{ChunkRepr, PacketRepr};
 
@@ -43,12 +38,7 @@ services:
   - { name: ngap, vips: [198.18.100.20], protocol: sctp, ports: [38412], forwarding: dsr, backends: *backends }
 "#;
 
-struct Bench {
-    snapshot: Snapshot,
-    shared: SharedTables,
-    worker: WorkerState,
-    pipeline: Pipeline,
-}
+struct Bench(OfflinePipeline);
 
 impl Bench {
     fn new(flows: usize) -> Self {
@@ -57,53 +47,14 @@ impl Bench {
             port_macs: vec![[2, 0, 0, 0, 0, 2]],
             egress: 0,
         };
-        let timeouts = FlowTimeouts {
-            tcp_idle_ms: 3_600_000,
-            udp_idle_ms: 3_600_000,
-            sctp_idle_ms: 3_600_000,
-            tcp_closing_ms: 10_000,
-        };
-        Bench {
-            snapshot: Snapshot::build(&table, 1, None, &resolver, &DownBackends::new()).unwrap(),
-            shared: SharedTables {
-                sctp: SctpAssociationTable::new(SctpConfig {
-                    capacity: 16_384,
-                    max_addresses: 8,
-                    linger_ms: 2_000,
-                    idle_ms: 3_600_000,
-                    embryonic_ms: 5_000,
-                    embryonic_per_source: 256,
-                }),
-                nat: NatSessionTable::new(NatConfig {
-                    addresses: Vec::new(),
-                    port_range: (1024, 65535),
-                    capacity: 1024,
-                    tcp_idle_ms: 1000,
-                    udp_idle_ms: 1000,
-                    tcp_closing_ms: 1000,
-                    unanswered_idle_ms: 10_000,
-                }),
-            },
-            worker: WorkerState {
-                balancer: Balancer::new(flows, timeouts),
-                counters: WorkerCounters::default(),
-            },
-            pipeline: loader::load("l4lb").unwrap(),
-        }
+        Bench(OfflinePipeline::new(&table, &resolver, flows, 16_384).expect("bench pipeline"))
     }
 
     fn run(&mut self, buffers: &mut [Vec<u8>], len: usize) {
         let mut packets: arrayvec::ArrayVec<PacketBuf<'_>, BATCH> =
             buffers.iter_mut().map(|b| PacketBuf::new(b, len)).collect();
         let mut verdicts = [Verdict::Pending; BATCH];
-        let ctx = Context {
-            snapshot: &self.snapshot,
-            shared: &self.shared,
-            ingress: 0,
-            now_ms: 1,
-        };
-        self.pipeline
-            .run(&mut packets, &mut verdicts, &ctx, &mut self.worker);
+        self.0.run(&mut packets, &mut verdicts, 1);
         debug_assert!(verdicts.iter().all(|v| matches!(v, Verdict::Forward(_))));
     }
 }
@@ -243,21 +194,12 @@ fn l4lb(c: &mut Criterion) {
                 src,
                 "198.18.100.20:38412",
                 Transport::Raw {
-                    protocol: 132,
+                    protocol: xlb::wire::headers::protocol::SCTP,
                     bytes,
                 },
             );
-            let mut packets = [PacketBuf::new(&mut buf, ETH_IP4 + bytes.len())];
-            let mut verdicts = [Verdict::Pending];
-            let ctx = Context {
-                snapshot: &bench.snapshot,
-                shared: &bench.shared,
-                ingress: 0,
-                now_ms: 1,
-            };
-            bench
-                .pipeline
-                .run(&mut packets, &mut verdicts, &ctx, &mut bench.worker);
+            buf.truncate(ETH_IP4 + bytes.len());
+            bench.0.run_frame(&buf, 1);
         }
     }
     let data = PacketRepr {

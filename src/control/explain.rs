@@ -6,17 +6,12 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use crate::config::{Backend, Forwarding, Protocol, ServiceTable};
-use crate::lb::balancer::Balancer;
-use crate::lb::flow::FlowTimeouts;
-use crate::lb::nat::{NatConfig, NatSessionTable};
-use crate::lb::sctp::{SctpAssociationTable, SctpConfig};
-use crate::lb::snapshot::{DownBackends, NextHop, NextHopResolver, Snapshot, SnapshotError};
+use crate::lb::snapshot::{NextHop, NextHopResolver};
 use crate::lb::verdict::{PortId, Verdict};
-use crate::pipeline::batch::PacketBuf;
-use crate::pipeline::loader;
-use crate::pipeline::stage::{Context, SharedTables, Target};
-use crate::pipeline::{WorkerCounters, WorkerState};
+use crate::pipeline::offline::{OfflineError, OfflinePipeline};
+use crate::pipeline::stage::Target;
 use crate::wire::frames::{self, tcp_flags, FrameSpec, Transport};
+
 use crate::wire::sctp;
 
 /// Where a flow goes.
@@ -72,9 +67,9 @@ impl fmt::Display for Explanation {
 /// Why a flow could not be explained.
 #[derive(Debug, thiserror::Error)]
 pub enum ExplainError {
-    /// The table's snapshot could not be built.
+    /// The table's snapshot or pipeline could not be set up.
     #[error(transparent)]
-    Snapshot(#[from] SnapshotError),
+    Offline(#[from] OfflineError),
     /// The probe frame could not be built.
     #[error(transparent)]
     Frame(#[from] frames::FrameError),
@@ -105,89 +100,16 @@ pub fn explain(
     src: SocketAddr,
     dst: SocketAddr,
 ) -> Result<Explanation, ExplainError> {
-    let snapshot = Snapshot::build(table, 0, None, &ExplainResolver, &DownBackends::new())?;
-    let init;
-    let transport = match protocol {
-        Protocol::Tcp => Transport::Tcp {
-            flags: tcp_flags::SYN,
-            payload: b"",
-        },
-        Protocol::Udp => Transport::Udp {
-            payload: b"xlb explain",
-        },
-        Protocol::Sctp => {
-            init = sctp::PacketRepr {
-                src_port: src.port(),
-                dst_port: dst.port(),
-                verification_tag: 0,
-                chunks: &[sctp::ChunkRepr::Init {
-                    initiate_tag: 0x5eed_f00d,
-                    a_rwnd: 65535,
-                    outbound_streams: 1,
-                    inbound_streams: 1,
-                    initial_tsn: 1,
-                    addresses: &[],
-                }],
-            }
-            .to_vec();
-            Transport::Raw {
-                protocol: 132,
-                bytes: &init,
-            }
-        }
-    };
-    let mut frame = frames::build(&FrameSpec {
-        src_mac: [2, 0, 0, 0, 0, 1],
-        dst_mac: [2, 0, 0, 0, 0, 2],
-        src,
-        dst,
-        transport,
-    })?;
-    let len = frame.len();
-    frame.resize(len + 128, 0);
-
-    let d = &table.dataplane;
-    let shared = SharedTables {
-        sctp: SctpAssociationTable::new(SctpConfig {
-            capacity: 16,
-            ..SctpConfig::from_table(d)
-        }),
-        nat: NatSessionTable::new(NatConfig {
-            addresses: d.nat.addresses.clone(),
-            port_range: d.nat.port_range,
-            capacity: 16,
-            tcp_idle_ms: 1000,
-            udp_idle_ms: 1000,
-            tcp_closing_ms: 1000,
-            unanswered_idle_ms: 1000,
-        }),
-    };
-    let mut worker = WorkerState {
-        balancer: Balancer::new(
-            64,
-            FlowTimeouts {
-                tcp_idle_ms: 1000,
-                udp_idle_ms: 1000,
-                sctp_idle_ms: 1000,
-                tcp_closing_ms: 1000,
-            },
-        ),
-        counters: WorkerCounters::default(),
-    };
-    let mut pipeline = loader::load("l4lb").expect("the built-in l4lb pipeline is valid");
-    let mut packets = [PacketBuf::new(&mut frame, len)];
-    let mut verdicts = [Verdict::Pending];
-    let ctx = Context {
-        snapshot: &snapshot,
-        shared: &shared,
-        ingress: 0,
-        now_ms: 0,
-    };
-    pipeline.run(&mut packets, &mut verdicts, &ctx, &mut worker);
-
-    let meta = pipeline.metadata()[0];
+    let frame = first_packet(protocol, src, dst)?;
+    // Explain answers what the balancer does, whatever pipeline the table runs.
+    let mut balancing = table.clone();
+    balancing.dataplane.pipeline = "l4lb".into();
+    let mut offline = OfflinePipeline::new(&balancing, &ExplainResolver, 64, 16)?;
+    let (verdict, _) = offline.run_frame(&frame, 0);
+    let snapshot = &offline.snapshot;
+    let meta = offline.pipeline.metadata()[0];
     let service_name = meta.service.map(|s| snapshot.service(s).name.clone());
-    Ok(match (verdicts[0], meta.target) {
+    Ok(match (verdict, meta.target) {
         (Verdict::Forward(_), Target::Backend { service, backend }) => {
             let b = snapshot
                 .backend(backend)
@@ -218,5 +140,50 @@ pub fn explain(
             service: service_name,
             reason: "not balanced",
         },
+    })
+}
+
+/// The frame a client would send first: a SYN, a datagram, or an INIT.
+fn first_packet(
+    protocol: Protocol,
+    src: SocketAddr,
+    dst: SocketAddr,
+) -> Result<Vec<u8>, frames::FrameError> {
+    let init;
+    let transport = match protocol {
+        Protocol::Tcp => Transport::Tcp {
+            flags: tcp_flags::SYN,
+            payload: b"",
+        },
+        Protocol::Udp => Transport::Udp {
+            payload: b"xlb explain",
+        },
+        Protocol::Sctp => {
+            init = sctp::PacketRepr {
+                src_port: src.port(),
+                dst_port: dst.port(),
+                verification_tag: 0,
+                chunks: &[sctp::ChunkRepr::Init {
+                    initiate_tag: 0x5eed_f00d,
+                    a_rwnd: 65535,
+                    outbound_streams: 1,
+                    inbound_streams: 1,
+                    initial_tsn: 1,
+                    addresses: &[],
+                }],
+            }
+            .to_vec();
+            Transport::Raw {
+                protocol: crate::wire::headers::protocol::SCTP,
+                bytes: &init,
+            }
+        }
+    };
+    frames::build(&FrameSpec {
+        src_mac: [2, 0, 0, 0, 0, 1],
+        dst_mac: [2, 0, 0, 0, 0, 2],
+        src,
+        dst,
+        transport,
     })
 }

@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod loader;
+pub mod offline;
 pub mod stage;
 pub mod stages;
 
