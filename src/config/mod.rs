@@ -20,9 +20,10 @@ use std::path::Path;
 pub use error::ConfigError;
 pub use model::is_prime;
 pub use model::{
-    Backend, BackendState, Dataplane, Encapsulation, FlowTableConfig, Forwarding, HealthCheck,
-    HealthCheckKind, IdlePolicy, Interface, NatConfig, Protocol, Queues, SctpTableConfig, Service,
-    ServiceTable, Workers, XdpMode, ZeroCopy, MAGLEV_MAX_TABLE_SIZE, SCTP_MAX_ADDRESSES,
+    Backend, BackendState, DataplaneConfig, Encapsulation, FlowTableConfig, Forwarding,
+    HealthCheck, HealthCheckKind, IdlePolicy, Interface, Protocol, Queues, SctpTableConfig,
+    Service, ServiceTable, SnatConfig, Workers, XdpMode, ZeroCopy, MAGLEV_MAX_TABLE_SIZE,
+    SCTP_MAX_ADDRESSES,
 };
 pub use text::{format_mac, parse_duration, parse_mac};
 

@@ -19,7 +19,7 @@ use super::text;
 #[serde(deny_unknown_fields)]
 pub struct ServiceTable {
     /// How the dataplane binds NICs, runs workers and sizes its tables.
-    pub dataplane: Dataplane,
+    pub dataplane: DataplaneConfig,
     /// The virtual services and their backends.
     #[serde(default)]
     pub services: Vec<Service>,
@@ -33,7 +33,7 @@ pub(crate) struct Document {
     /// Schema version of this file; xlb reads version 1.
     pub(crate) version: SchemaVersion,
     /// How the dataplane binds NICs, runs workers and sizes its tables.
-    pub(crate) dataplane: Dataplane,
+    pub(crate) dataplane: DataplaneConfig,
     /// The virtual services and their backends.
     #[serde(default)]
     pub(crate) services: Vec<Service>,
@@ -80,7 +80,7 @@ impl JsonSchema for SchemaVersion {
 /// Settings of the packet path: NICs, workers, batch and ring sizes, table sizes.
 #[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Dataplane {
+pub struct DataplaneConfig {
     /// NICs (or veths) the dataplane binds with AF_XDP; at least one.
     pub interfaces: Vec<Interface>,
     /// Cores running workers: `auto` (per NUMA node, NIC-local cores) or a list of core ids.
@@ -115,7 +115,7 @@ pub struct Dataplane {
     pub encapsulation: Encapsulation,
     /// xlb-owned source addresses and ports for `nat` forwarding.
     #[serde(default)]
-    pub nat: NatConfig,
+    pub nat: SnatConfig,
 }
 
 fn default_pipeline() -> String {
@@ -340,7 +340,7 @@ impl Default for Encapsulation {
 /// Source translation for `nat` forwarding.
 #[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
-pub struct NatConfig {
+pub struct SnatConfig {
     /// xlb-owned addresses used as the source towards backends (one per backend family used).
     #[serde(deserialize_with = "text::list")]
     pub addresses: Vec<IpAddr>,
@@ -354,9 +354,9 @@ pub struct NatConfig {
     pub unanswered_idle: Duration,
 }
 
-impl Default for NatConfig {
+impl Default for SnatConfig {
     fn default() -> Self {
-        NatConfig {
+        SnatConfig {
             addresses: Vec::new(),
             port_range: (1024, 65535),
             unanswered_idle: Duration::from_secs(10),

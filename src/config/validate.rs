@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use super::locate::FieldPath;
 use super::model::is_prime;
 use super::model::{
-    Dataplane, Forwarding, HealthCheck, HealthCheckKind, Protocol, Queues, Service, ServiceTable,
-    Workers, MAGLEV_MAX_TABLE_SIZE, SCTP_MAX_ADDRESSES,
+    DataplaneConfig, Forwarding, HealthCheck, HealthCheckKind, Protocol, Queues, Service,
+    ServiceTable, Workers, MAGLEV_MAX_TABLE_SIZE, SCTP_MAX_ADDRESSES,
 };
 
 /// A semantic error: the node it is about and what is wrong with it.
@@ -59,7 +59,7 @@ pub(crate) fn validate(table: &ServiceTable) -> Checked {
     Ok(())
 }
 
-fn check_dataplane(dataplane: &Dataplane, services: &[Service], at: &FieldPath) -> Checked {
+fn check_dataplane(dataplane: &DataplaneConfig, services: &[Service], at: &FieldPath) -> Checked {
     let interfaces = at.key("interfaces");
     if dataplane.interfaces.is_empty() {
         return problem(
@@ -258,7 +258,7 @@ fn family(address: &IpAddr) -> &'static str {
 fn check_service(
     service: &Service,
     earlier: &[Service],
-    dataplane: &Dataplane,
+    dataplane: &DataplaneConfig,
     at: &FieldPath,
     services: &FieldPath,
 ) -> Checked {
@@ -398,7 +398,7 @@ fn check_backends(service: &Service, at: &FieldPath) -> Checked {
 
 /// Whether the forwarding mode can carry each VIP's family to each backend's,
 /// and whether the dataplane has the source addresses the mode needs.
-fn check_families(service: &Service, dataplane: &Dataplane, at: &FieldPath) -> Checked {
+fn check_families(service: &Service, dataplane: &DataplaneConfig, at: &FieldPath) -> Checked {
     let forwarding = service.forwarding;
     for (index, vip) in service.vips.iter().enumerate() {
         let unreachable = service.backends.iter().find(|backend| match forwarding {

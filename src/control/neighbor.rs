@@ -38,7 +38,7 @@ const PROBE_PORT: u16 = 9;
 
 /// Where frames to one backend go: the egress interface and both MACs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NextHop {
+pub struct Resolution {
     /// Egress interface name.
     pub ifname: String,
     /// Egress interface index.
@@ -120,7 +120,7 @@ pub enum NeighborError {
 
 /// Resolve `addr` to its egress interface and MACs, probing the link when
 /// the kernel has no usable neighbour entry, for at most `timeout`.
-pub fn resolve(addr: IpAddr, timeout: Duration) -> Result<NextHop, NeighborError> {
+pub fn resolve(addr: IpAddr, timeout: Duration) -> Result<Resolution, NeighborError> {
     let started = Instant::now();
     let deadline = started
         .checked_add(timeout)
@@ -132,7 +132,7 @@ pub fn resolve(addr: IpAddr, timeout: Duration) -> Result<NextHop, NeighborError
     loop {
         let entry = netlink.neighbour(route.ifindex, route.next_hop)?;
         if let Some(dst_mac) = entry.as_ref().and_then(NeighbourEntry::usable_mac) {
-            return Ok(NextHop {
+            return Ok(Resolution {
                 ifname: link.name,
                 ifindex: route.ifindex,
                 src_mac: link.mac,

@@ -11,7 +11,7 @@
 
 use std::net::IpAddr;
 
-use crate::config::Dataplane;
+use crate::config::DataplaneConfig;
 use crate::sys::{prefetch, HugePageSlice};
 use crate::wire::headers::protocol;
 
@@ -55,7 +55,7 @@ pub struct FlowTimeouts {
 
 impl FlowTimeouts {
     /// The timeouts of a service table's `dataplane.flow_table`, in milliseconds.
-    pub fn from_table(dataplane: &Dataplane) -> FlowTimeouts {
+    pub fn from_table(dataplane: &DataplaneConfig) -> FlowTimeouts {
         let flows = &dataplane.flow_table;
         FlowTimeouts {
             tcp_idle_ms: flows.tcp_idle.as_millis() as u64,

@@ -27,7 +27,7 @@ use crossbeam::utils::CachePadded;
 use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
 
-use crate::config::Dataplane;
+use crate::config::DataplaneConfig;
 use crate::lb::verdict::DropReason;
 use crate::wire::headers::protocol;
 
@@ -73,7 +73,7 @@ pub struct NatConfig {
 
 impl NatConfig {
     /// The table's settings from a service table's `dataplane` section.
-    pub fn from_table(dataplane: &Dataplane) -> NatConfig {
+    pub fn from_table(dataplane: &DataplaneConfig) -> NatConfig {
         let (nat, flows) = (&dataplane.nat, &dataplane.flow_table);
         NatConfig {
             addresses: nat.addresses.clone(),

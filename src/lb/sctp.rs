@@ -37,7 +37,7 @@ use arrayvec::ArrayVec;
 use foldhash::fast::RandomState;
 use parking_lot::{Mutex, RwLock};
 
-use crate::config::Dataplane;
+use crate::config::DataplaneConfig;
 use crate::lb::snapshot::{BackendId, ServiceId};
 use crate::lb::verdict::DropReason;
 use crate::wire::sctp::{AsconfChunk, AsconfRequestKind, ChunkType, InitChunk, Packet};
@@ -75,7 +75,7 @@ pub struct SctpConfig {
 
 impl SctpConfig {
     /// The table's settings from a service table's `dataplane` section.
-    pub fn from_table(dataplane: &Dataplane) -> SctpConfig {
+    pub fn from_table(dataplane: &DataplaneConfig) -> SctpConfig {
         let sctp = &dataplane.sctp;
         SctpConfig {
             capacity: sctp.capacity,

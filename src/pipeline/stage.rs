@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::config::Dataplane;
+use crate::config::DataplaneConfig;
 use crate::lb::nat::{NatConfig, NatSessionTable};
 use crate::lb::sctp::{SctpAssociationTable, SctpConfig};
 use crate::lb::snapshot::{BackendId, ServiceIndex, Snapshot};
@@ -22,7 +22,7 @@ pub struct SharedTables {
 
 impl SharedTables {
     /// Empty tables sized and timed as a service table's `dataplane` section says.
-    pub fn for_table(dataplane: &Dataplane) -> SharedTables {
+    pub fn for_table(dataplane: &DataplaneConfig) -> SharedTables {
         SharedTables {
             sctp: SctpAssociationTable::new(SctpConfig::from_table(dataplane)),
             nat: NatSessionTable::new(NatConfig::from_table(dataplane)),
@@ -31,7 +31,7 @@ impl SharedTables {
 
     /// Empty tables of `capacity` entries each, otherwise as `dataplane` says: for
     /// `xlb explain`, tests and benches.
-    pub fn with_capacity(dataplane: &Dataplane, capacity: usize) -> SharedTables {
+    pub fn with_capacity(dataplane: &DataplaneConfig, capacity: usize) -> SharedTables {
         SharedTables {
             sctp: SctpAssociationTable::new(SctpConfig {
                 capacity,
