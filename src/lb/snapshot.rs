@@ -184,9 +184,130 @@ pub struct Snapshot {
     maglev_size: u32,
 }
 
+/// What carries over from the previous generation: backend and service ids, and the
+/// Maglev tables whose inputs did not change.
+struct Identities<'p> {
+    old_backends: FxHashMap<(&'p str, &'p str, IpAddr), BackendId>,
+    old_services: FxHashMap<&'p str, &'p ServiceEntry>,
+    /// Ids free in the previous generation too, so a flow still pinned to a
+    /// just-removed backend never lands on a newcomer.
+    free: Box<dyn Iterator<Item = BackendId> + 'p>,
+    used: FxHashSet<BackendId>,
+    next_service_id: ServiceId,
+}
+
+impl<'p> Identities<'p> {
+    fn after(previous: Option<&'p Snapshot>) -> Identities<'p> {
+        let mut identities = Identities {
+            old_backends: FxHashMap::default(),
+            old_services: FxHashMap::default(),
+            free: Box::new(
+                (0..MAX_BACKENDS as BackendId)
+                    .filter(move |id| previous.is_none_or(|p| p.backend(*id).is_none())),
+            ),
+            used: FxHashSet::default(),
+            next_service_id: 0,
+        };
+        if let Some(prev) = previous {
+            for b in prev.backends.iter().flatten() {
+                let service = prev.services[b.service as usize].name.as_str();
+                identities
+                    .old_backends
+                    .insert((service, b.name.as_str(), b.address), b.id);
+            }
+            identities
+                .old_services
+                .extend(prev.services.iter().map(|s| (s.name.as_str(), s)));
+            identities.next_service_id = prev.next_service_id;
+        }
+        identities
+    }
+
+    /// The backend's id: its old one while service name, name and address stay.
+    fn backend(&mut self, service: &str, backend: &Backend) -> Result<BackendId, SnapshotError> {
+        let key = (service, backend.name.as_str(), backend.address);
+        let id = match self.old_backends.get(&key) {
+            Some(id) if !self.used.contains(id) => *id,
+            _ => self.free.next().ok_or(SnapshotError::TooManyBackends)?,
+        };
+        self.used.insert(id);
+        Ok(id)
+    }
+
+    /// The service's id: its old one while its name stays; a new name never reuses
+    /// one, so a removed service's associations can never match a newcomer.
+    fn service(&mut self, name: &str) -> ServiceId {
+        match self.old_services.get(name) {
+            Some(old) => old.id,
+            None => {
+                self.next_service_id += 1;
+                self.next_service_id
+            }
+        }
+    }
+
+    /// The previous generation's Maglev table when `ring` and `size` would build the
+    /// same one: a reload or a health change usually touches few services, and the
+    /// others keep their table instead of paying a build (about a millisecond) each.
+    fn maglev(
+        &self,
+        service: &str,
+        ring: &[MaglevBackend<'_>],
+        size: u32,
+    ) -> Result<Arc<MaglevTable>, SnapshotError> {
+        let unchanged = self
+            .old_services
+            .get(service)
+            .filter(|old| old.maglev.size() == size && same_ring(&old.ring, ring));
+        match unchanged {
+            Some(old) => Ok(old.maglev.clone()),
+            None => Ok(Arc::new(maglev::build(ring, size).map_err(|source| {
+                SnapshotError::Maglev {
+                    service: service.to_owned(),
+                    source,
+                }
+            })?)),
+        }
+    }
+}
+
+/// One backend as the fast path sees it, given its id and health.
+fn backend_entry(
+    id: BackendId,
+    service: ServiceIndex,
+    backend: &Backend,
+    healthy: bool,
+    resolver: &dyn NextHopResolver,
+) -> BackendEntry {
+    let active = backend.state == BackendState::Active;
+    BackendEntry {
+        id,
+        service,
+        name: backend.name.clone(),
+        address: backend.address,
+        next_hop: resolver.next_hop(backend),
+        takes_new_flows: healthy && active && backend.weight > 0,
+        keeps_flows: healthy,
+        healthy,
+        draining: !active,
+    }
+}
+
+/// Whether `source_ranges` hold both default routes: the ACL then costs nothing.
+fn admits_all(source_ranges: &[ipnet::IpNet]) -> bool {
+    [IpAddr::from([0u8; 4]), IpAddr::from([0u16; 8])]
+        .iter()
+        .all(|any| {
+            source_ranges
+                .iter()
+                .any(|net| net.prefix_len() == 0 && net.contains(any))
+        })
+}
+
 impl Snapshot {
     /// Builds generation `generation` of the table. Backends that were in `previous`
-    /// under the same service name, backend name and address keep their ids.
+    /// under the same service name, backend name and address keep their ids; services
+    /// keep theirs by name.
     pub fn build(
         table: &ServiceTable,
         generation: u64,
@@ -194,22 +315,7 @@ impl Snapshot {
         resolver: &dyn NextHopResolver,
         down: &DownBackends,
     ) -> Result<Snapshot, SnapshotError> {
-        let mut old_ids: FxHashMap<(&str, &str, IpAddr), BackendId> = FxHashMap::default();
-        let mut old_services: FxHashMap<&str, &ServiceEntry> = FxHashMap::default();
-        let mut next_service_id: ServiceId = 0;
-        if let Some(prev) = previous {
-            for b in prev.backends.iter().flatten() {
-                let service = prev.services[b.service as usize].name.as_str();
-                old_ids.insert((service, b.name.as_str(), b.address), b.id);
-            }
-            old_services.extend(prev.services.iter().map(|s| (s.name.as_str(), s)));
-            next_service_id = prev.next_service_id;
-        }
-        // New backends take ids that were free in the previous generation too, so a
-        // flow still pinned to a just-removed backend never lands on a newcomer.
-        let mut free_ids = (0..MAX_BACKENDS as BackendId)
-            .filter(|id| previous.is_none_or(|p| p.backend(*id).is_none()));
-        let mut used: FxHashSet<BackendId> = FxHashSet::default();
+        let mut identities = Identities::after(previous);
         let mut backends: Vec<Option<BackendEntry>> = Vec::new();
         let mut services = Vec::with_capacity(table.services.len());
         let mut by_vip = FxHashMap::default();
@@ -220,29 +326,9 @@ impl Snapshot {
             let mut ids = Vec::with_capacity(service.backends.len());
             let mut ring = Vec::with_capacity(service.backends.len());
             for backend in &service.backends {
-                let key = (
-                    service.name.as_str(),
-                    backend.name.as_str(),
-                    backend.address,
-                );
-                let id = match old_ids.get(&key) {
-                    Some(id) if !used.contains(id) => *id,
-                    _ => free_ids.next().ok_or(SnapshotError::TooManyBackends)?,
-                };
-                used.insert(id);
+                let id = identities.backend(&service.name, backend)?;
                 let healthy = !down.contains(&(service.name.clone(), backend.name.clone()));
-                let active = backend.state == BackendState::Active;
-                let entry = BackendEntry {
-                    id,
-                    service: service_index,
-                    name: backend.name.clone(),
-                    address: backend.address,
-                    next_hop: resolver.next_hop(backend),
-                    takes_new_flows: healthy && active && backend.weight > 0,
-                    keeps_flows: healthy,
-                    healthy,
-                    draining: !active,
-                };
+                let entry = backend_entry(id, service_index, backend, healthy, resolver);
                 ring.push(MaglevBackend {
                     name: &backend.name,
                     weight: if entry.takes_new_flows {
@@ -257,30 +343,8 @@ impl Snapshot {
                 backends[id as usize] = Some(entry);
                 ids.push(id);
             }
-            let size = table.dataplane.maglev_table_size;
-            // A reload or a health change usually touches few services: the others keep
-            // their table instead of paying a Maglev build (about a millisecond) each.
-            let old = old_services.get(service.name.as_str());
-            // A service keeps its id while its name stays; a new name never reuses one,
-            // so a removed service's associations can never match a newcomer.
-            let id = match old {
-                Some(old) => old.id,
-                None => {
-                    next_service_id += 1;
-                    next_service_id
-                }
-            };
-            let unchanged =
-                old.filter(|old| old.maglev.size() == size && same_ring(&old.ring, &ring));
-            let maglev = match unchanged {
-                Some(old) => old.maglev.clone(),
-                None => Arc::new(maglev::build(&ring, size).map_err(|source| {
-                    SnapshotError::Maglev {
-                        service: service.name.clone(),
-                        source,
-                    }
-                })?),
-            };
+            let maglev =
+                identities.maglev(&service.name, &ring, table.dataplane.maglev_table_size)?;
             for vip in &service.vips {
                 vips.insert(*vip);
                 for port in &service.ports {
@@ -291,19 +355,12 @@ impl Snapshot {
                 }
             }
             services.push(ServiceEntry {
-                id,
+                id: identities.service(&service.name),
                 name: service.name.clone(),
                 protocol: service.protocol,
                 forwarding: service.forwarding,
                 source_ranges: service.source_ranges.clone(),
-                admits_all: [IpAddr::from([0u8; 4]), IpAddr::from([0u16; 8])]
-                    .iter()
-                    .all(|any| {
-                        service
-                            .source_ranges
-                            .iter()
-                            .any(|net| net.prefix_len() == 0 && net.contains(any))
-                    }),
+                admits_all: admits_all(&service.source_ranges),
                 maglev,
                 backend_ids: ids,
                 ring: ring.iter().map(|b| (b.name.to_owned(), b.weight)).collect(),
@@ -316,7 +373,7 @@ impl Snapshot {
             .collect();
         Ok(Snapshot {
             generation,
-            next_service_id,
+            next_service_id: identities.next_service_id,
             services,
             by_vip,
             backends,
