@@ -459,7 +459,7 @@ impl SourcesCollector {
         )
     }
 
-    fn encode_shared(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+    fn encode_sctp(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
         let sctp = self.0.shared.sctp.stats();
         gauge(
             encoder,
@@ -527,6 +527,10 @@ impl SourcesCollector {
             "SCTP associations ended because their backend left the service.",
             sctp.backend_gone,
         )?;
+        Ok(())
+    }
+
+    fn encode_nat(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
         let nat = self.0.shared.nat.stats();
         gauge(
             encoder,
@@ -597,7 +601,8 @@ impl Collector for SourcesCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         self.encode_workers(&mut encoder)?;
         self.encode_backends(&mut encoder)?;
-        self.encode_shared(&mut encoder)?;
+        self.encode_sctp(&mut encoder)?;
+        self.encode_nat(&mut encoder)?;
         self.encode_reloads(&mut encoder)
     }
 }
