@@ -194,6 +194,74 @@ fn an_unreadable_file_is_an_io_error_naming_it() {
         .starts_with("/nonexistent/xlb.yaml: cannot read the service table: "));
 }
 
+/// A scratch path of this test process.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("xlb-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir.join(name)
+}
+
+#[test]
+fn a_fifo_or_a_directory_is_refused_without_reading_it() {
+    let fifo = scratch("table.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    // Opening a FIFO with no writer would block: load must not even open it.
+    for path in [fifo.as_path(), Path::new("/tmp")] {
+        let error = config::load(path).unwrap_err();
+        assert!(error.to_string().contains("not a regular file"), "{error}");
+    }
+}
+
+#[test]
+fn an_oversized_file_is_refused() {
+    let path = scratch("huge.yaml");
+    let line = format!("# {}\n", "x".repeat(1022));
+    std::fs::write(&path, line.repeat(17 * 1024)).expect("write");
+    let error = config::load(&path).unwrap_err();
+    assert!(
+        error.to_string().contains("larger than the 16 MiB"),
+        "{error}"
+    );
+}
+
+#[test]
+fn totals_beyond_the_dataplane_structures_are_refused() {
+    let backends: String = (0..=config::MAX_BACKENDS)
+        .map(|n| {
+            format!(
+                "      - {{ name: b{n}, address: 198.18.{}.{} }}\n",
+                n / 256,
+                n % 256
+            )
+        })
+        .collect();
+    let yaml = format!(
+        "version: 1\ndataplane:\n  interfaces: [{{ name: eth0 }}]\nservices:\n  - name: web\n    vips: [198.18.100.10]\n    protocol: tcp\n    ports: [80]\n    forwarding: dsr\n    backends:\n{backends}"
+    );
+    let error = config::parse(&yaml, "many.yaml").unwrap_err().to_string();
+    assert!(
+        error.starts_with("many.yaml:5:3: services: 4097 backends in all services"),
+        "{error}"
+    );
+    let vips: Vec<String> = (0..=config::MAX_STEERED_ADDRESSES)
+        .map(|n| format!("\"2001:db8:100::{n:x}\""))
+        .collect();
+    let yaml = format!(
+        "version: 1\ndataplane:\n  interfaces: [{{ name: eth0 }}]\nservices:\n  - name: web\n    vips: [{}]\n    protocol: tcp\n    ports: [80]\n    forwarding: dsr\n    backends: [{{ name: b1, address: \"2001:db8::1:11\" }}]\n",
+        vips.join(", ")
+    );
+    let error = config::parse(&yaml, "vips.yaml").unwrap_err().to_string();
+    assert!(
+        error.contains("16385 distinct VIPs and SNAT addresses"),
+        "{error}"
+    );
+}
+
 fn repository_file(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
 }

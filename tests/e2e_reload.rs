@@ -178,6 +178,45 @@ fn reload_with_a_broken_file_keeps_the_running_table() {
     assert!(lab.stop_xlb().success());
 }
 
+#[test]
+fn reload_changing_start_only_settings_is_refused_whole() {
+    let mut lab = Lab::up("rst", 1);
+    lab.start_xlb(&table(&["b1", "b2"]));
+    // A new backend and a new SNAT address: the table is all or nothing, so neither
+    // applies while the SNAT address needs a restart.
+    let mixed = table(&["b1", "b2", "b3"]).replace(
+        "  flow_table: { capacity: 65536 }\n",
+        "  flow_table: { capacity: 65536 }\n  nat: { addresses: [198.18.0.3] }\n",
+    );
+    reload(&lab, &mixed, "reload failed");
+    let log = lab.log();
+    let line = log.lines().find(|l| l.contains("reload failed")).unwrap();
+    assert!(
+        line.contains("dataplane.nat changed: it is only applied at start"),
+        "{line}"
+    );
+    let still = lab.client("tcp", "198.18.100.10", 80, 200, &client_sources(false));
+    assert_eq!(still.failed, 0, "{still:?}");
+    assert!(
+        !still.answers.contains_key("b3"),
+        "b3 was applied: {still:?}"
+    );
+    let metrics = lab.scrape();
+    assert!(
+        metrics.contains("xlb_reloads_total{result=\"failed\"} 1"),
+        "{metrics}"
+    );
+    // The same change without the start-only setting applies, with a new Maglev size.
+    let live = table(&["b1", "b2", "b3"]).replace(
+        "  flow_table: { capacity: 65536 }\n",
+        "  flow_table: { capacity: 65536 }\n  maglev_table_size: 1009\n",
+    );
+    reload(&lab, &live, "reload applied");
+    let fresh = lab.client("tcp", "198.18.100.10", 80, 200, &client_sources(false));
+    assert!(fresh.answers.contains_key("b3"), "{fresh:?}");
+    assert!(lab.stop_xlb().success());
+}
+
 /// Runs `xlb pktgen` in a lab namespace; returns the child (receiver) or waits (sender).
 fn pktgen(lab: &Lab, ns: &str, args: &[&str]) -> std::process::Command {
     let mut cmd = lab.ns_command(ns, env!("CARGO_BIN_EXE_xlb"));

@@ -15,6 +15,7 @@ mod model;
 mod text;
 mod validate;
 
+use std::io::Read;
 use std::path::Path;
 
 pub use error::ConfigError;
@@ -23,7 +24,7 @@ pub use model::{
     Backend, BackendState, DataplaneConfig, Encapsulation, FlowTableConfig, Forwarding,
     HealthCheck, HealthCheckKind, IdlePolicy, Interface, Protocol, Queues, SctpTableConfig,
     Service, ServiceTable, SnatConfig, Workers, XdpMode, ZeroCopy, MAGLEV_MAX_TABLE_SIZE,
-    SCTP_MAX_ADDRESSES,
+    MAX_BACKENDS, MAX_STEERED_ADDRESSES, SCTP_MAX_ADDRESSES,
 };
 pub use text::{format_mac, parse_duration, parse_mac};
 
@@ -64,12 +65,48 @@ pub fn parse(text: &str, origin: &str) -> Result<ServiceTable, ConfigError> {
     Ok(table)
 }
 
-/// Reads, parses and validates the service table at `path`.
+/// Largest service table file read: far beyond any real table (a thousand services of
+/// a hundred backends is about 8 MiB), small enough that a wrong path cannot exhaust
+/// memory.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// Reads, parses and validates the service table at `path`. Only a regular file is
+/// read (a FIFO or a device would block a reload or never end), and at most
+/// [`MAX_FILE_BYTES`] of it.
 pub fn load(path: &Path) -> Result<ServiceTable, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+    let io = |source| ConfigError::Io {
         path: path.to_owned(),
         source,
-    })?;
+    };
+    // The type is checked before opening: opening a FIFO for reading blocks until a
+    // writer comes.
+    let metadata = std::fs::metadata(path).map_err(io)?;
+    if !metadata.is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, device or directory); give the path of a YAML file",
+        )));
+    }
+    let too_large = || {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than the {} MiB a service table may be",
+                MAX_FILE_BYTES >> 20
+            ),
+        ))
+    };
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    // The file may have grown since: read one byte past the cap at most.
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
+        .map_err(io)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
     parse(&text, &path.display().to_string())
 }
 

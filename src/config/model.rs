@@ -274,6 +274,14 @@ pub fn is_prime(n: u32) -> bool {
     true
 }
 
+/// Most backends, summed over services, one table may list: ids index flat per-backend
+/// counter arrays (Katran's `MAX_REALS` is the same idea).
+pub const MAX_BACKENDS: usize = 4096;
+
+/// Most VIPs and SNAT addresses one table may list: the `max_entries` of the steering
+/// program's `vips` map (bpf/steer.c).
+pub const MAX_STEERED_ADDRESSES: usize = 16384;
+
 /// Most client addresses an SCTP association record stores (`sctp.max_addresses` is
 /// validated against it): a multihomed peer rarely has more than four.
 pub const SCTP_MAX_ADDRESSES: usize = 8;

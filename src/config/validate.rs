@@ -9,7 +9,8 @@ use super::locate::FieldPath;
 use super::model::is_prime;
 use super::model::{
     DataplaneConfig, Forwarding, HealthCheck, HealthCheckKind, Protocol, Queues, Service,
-    ServiceTable, Workers, MAGLEV_MAX_TABLE_SIZE, SCTP_MAX_ADDRESSES,
+    ServiceTable, Workers, MAGLEV_MAX_TABLE_SIZE, MAX_BACKENDS, MAX_STEERED_ADDRESSES,
+    SCTP_MAX_ADDRESSES,
 };
 
 /// A semantic error: the node it is about and what is wrong with it.
@@ -55,6 +56,33 @@ pub(crate) fn validate(table: &ServiceTable) -> Checked {
             &services.index(index),
             &services,
         )?;
+    }
+    check_counts(table, &services)
+}
+
+/// Totals over the whole table that the dataplane's fixed-size structures bound.
+fn check_counts(table: &ServiceTable, services: &FieldPath) -> Checked {
+    let backends: usize = table.services.iter().map(|s| s.backends.len()).sum();
+    if backends > MAX_BACKENDS {
+        return problem(
+            services.clone(),
+            format!("{backends} backends in all services; one xlb serves at most {MAX_BACKENDS}: split the table over more xlb instances"),
+        );
+    }
+    let steered: std::collections::HashSet<IpAddr> = table
+        .services
+        .iter()
+        .flat_map(|s| s.vips.iter().copied())
+        .chain(table.dataplane.nat.addresses.iter().copied())
+        .collect();
+    if steered.len() > MAX_STEERED_ADDRESSES {
+        return problem(
+            services.clone(),
+            format!(
+                "{} distinct VIPs and SNAT addresses; the steering map holds at most {MAX_STEERED_ADDRESSES}: split the table over more xlb instances",
+                steered.len()
+            ),
+        );
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
-use crate::config::{self, ConfigError, ServiceTable};
+use crate::config::{self, ConfigError, DataplaneConfig, ServiceTable};
 use crate::control::diff;
 use crate::control::health::{self, HealthMonitor};
 use crate::control::metrics::{
@@ -54,6 +54,55 @@ pub enum RunError {
     /// Signal handlers could not be installed.
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
+    /// A reload changed `dataplane` settings that only a restart applies.
+    #[error("{} changed: {} only applied at start; restart xlb to apply them, or undo the change (the running table is kept)", .0.iter().map(|f| format!("dataplane.{f}")).collect::<Vec<_>>().join(", "), if .0.len() == 1 { "it is" } else { "they are" })]
+    NeedsRestart(Vec<&'static str>),
+}
+
+/// The `dataplane` fields a reload may change: they only shape the next snapshot.
+/// Every other field sizes or configures something made at start (interfaces, workers,
+/// rings, the flow, SCTP and NAT tables, the metrics listener).
+const LIVE_FIELDS: [&str; 2] = ["maglev_table_size", "encapsulation"];
+
+/// The `dataplane` fields that differ between `old` and `new` and need a restart.
+pub fn fields_needing_restart(old: &DataplaneConfig, new: &DataplaneConfig) -> Vec<&'static str> {
+    // Destructured, so a field added to the section must be placed here.
+    let DataplaneConfig {
+        interfaces,
+        workers,
+        idle,
+        pipeline,
+        batch_size,
+        ring_size,
+        flow_table,
+        sctp,
+        maglev_table_size,
+        metrics_listen,
+        encapsulation,
+        nat,
+    } = old;
+    let changed = [
+        ("interfaces", *interfaces != new.interfaces),
+        ("workers", *workers != new.workers),
+        ("idle", *idle != new.idle),
+        ("pipeline", *pipeline != new.pipeline),
+        ("batch_size", *batch_size != new.batch_size),
+        ("ring_size", *ring_size != new.ring_size),
+        ("flow_table", *flow_table != new.flow_table),
+        ("sctp", *sctp != new.sctp),
+        (
+            "maglev_table_size",
+            *maglev_table_size != new.maglev_table_size,
+        ),
+        ("metrics_listen", *metrics_listen != new.metrics_listen),
+        ("encapsulation", *encapsulation != new.encapsulation),
+        ("nat", *nat != new.nat),
+    ];
+    changed
+        .into_iter()
+        .filter(|(field, changed)| *changed && !LIVE_FIELDS.contains(field))
+        .map(|(field, _)| field)
+        .collect()
 }
 
 /// The running `xlb run`: the table in force, what decides its snapshots, the workers.
@@ -135,8 +184,9 @@ impl Supervisor {
 
     fn try_reload(&mut self) -> Result<Vec<diff::ServiceDiff>, RunError> {
         let table = config::load(&self.config_path)?;
-        if table.dataplane != self.table.dataplane {
-            warn!("reload: changes under `dataplane` (interfaces, workers, sizes) apply at the next restart; services are reloaded now");
+        let restart = fields_needing_restart(&self.table.dataplane, &table.dataplane);
+        if !restart.is_empty() {
+            return Err(RunError::NeedsRestart(restart));
         }
         let changes = diff::diff(&self.table, &table, Some(&self.live_associations()))?;
         let (resolver, unresolved) = KernelResolver::resolve(&table, RESOLVE_TIMEOUT)?;
@@ -291,5 +341,39 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
 fn report_unresolved(unresolved: &[Unresolved]) {
     for u in unresolved {
         warn!(backend = %u.backend, address = %u.address, "backend unresolved, its packets are dropped and counted until it resolves: {}", u.reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dataplane(extra: &str) -> DataplaneConfig {
+        let yaml = format!(
+            "version: 1\ndataplane:\n  interfaces: [{{ name: eth0 }}]\n{extra}services: []\n"
+        );
+        config::parse(&yaml, "t.yaml").expect("valid").dataplane
+    }
+
+    #[test]
+    fn only_snapshot_settings_change_without_a_restart() {
+        let old = dataplane("");
+        assert!(fields_needing_restart(&old, &old).is_empty());
+        let live =
+            dataplane("  maglev_table_size: 1009\n  encapsulation: { source_v4: 198.18.0.2 }\n");
+        assert!(fields_needing_restart(&old, &live).is_empty());
+        let sized = dataplane(
+            "  sctp: { capacity: 4096 }\n  nat: { addresses: [198.18.0.3] }\n  batch_size: 32\n",
+        );
+        assert_eq!(
+            fields_needing_restart(&old, &sized),
+            ["batch_size", "sctp", "nat"]
+        );
+        let error = RunError::NeedsRestart(fields_needing_restart(&old, &sized)).to_string();
+        assert_eq!(
+            error,
+            "dataplane.batch_size, dataplane.sctp, dataplane.nat changed: they are only applied \
+             at start; restart xlb to apply them, or undo the change (the running table is kept)"
+        );
     }
 }

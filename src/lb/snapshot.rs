@@ -22,8 +22,8 @@ use crate::lb::verdict::PortId;
 pub type BackendId = u32;
 
 /// Most backends (summed over services) one snapshot holds; ids stay below it, so
-/// per-backend counters are flat arrays (Katran's `MAX_REALS` is the same).
-pub const MAX_BACKENDS: usize = 4096;
+/// per-backend counters are flat arrays. The table is validated against it.
+pub const MAX_BACKENDS: usize = crate::config::MAX_BACKENDS;
 
 /// Index of a service in one snapshot (not stable across generations).
 pub type ServiceIndex = u32;

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::{self, ConfigError, Queues, ServiceTable};
 use crate::lb::flow::FlowTimeouts;
@@ -293,17 +293,34 @@ impl Dataplane {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        for program in &mut self.programs {
-            program.set_vips(&union)?;
+        if let Err(error) = self.steer(&union) {
+            // Nothing was published: put the maps back as the running snapshot wants.
+            let running = self.steered.clone();
+            if let Err(undo) = self.steer(&running) {
+                error!("restoring the steering maps failed too: {undo}");
+            }
+            return Err(error.into());
         }
         for (replica, snapshot) in self.replicas.iter().zip(fresh) {
             replica.snapshot.store(Arc::new(snapshot));
         }
-        for program in &mut self.programs {
-            program.set_vips(&new_vips)?;
-        }
-        self.steered = new_vips;
+        // The new snapshot is in force from here on: a stale VIP left in the maps only
+        // steers its packets to xlb, which drops them as no_service.
+        self.steered = match self.steer(&new_vips) {
+            Ok(()) => new_vips,
+            Err(error) => {
+                warn!("removing stale VIPs from the steering maps failed: {error}");
+                union
+            }
+        };
         Ok(())
+    }
+
+    /// Makes every interface's steering map hold exactly `addresses`.
+    fn steer(&mut self, addresses: &[IpAddr]) -> Result<(), XskError> {
+        self.programs
+            .iter_mut()
+            .try_for_each(|program| program.set_vips(addresses))
     }
 
     /// The snapshot in force (the first node's; every node's holds the same table).
