@@ -518,6 +518,31 @@ fn other_paths_and_methods_are_refused_and_drop_stops_the_listener() {
 }
 
 #[test]
+fn a_silent_client_delays_no_other_scraper() {
+    use std::io::Read;
+    let fixture = fixture();
+    let server = metrics::serve("127.0.0.1:0".parse().unwrap(), fixture.sources)
+        .expect("bind an ephemeral port");
+    // Clients that connect and never send a request, up to one below the cap.
+    let silent: Vec<TcpStream> = (1..metrics::MAX_CONCURRENT_SCRAPES)
+        .map(|_| TcpStream::connect(server.local_addr()).expect("connect"))
+        .collect();
+    // Another scraper is answered while they still hang: with one scrape at a time it
+    // would wait for each silent one to time out and be closed first.
+    let body = scrape(server.local_addr());
+    assert!(body.contains("xlb_config_generation"), "{body}");
+    for mut stream in silent {
+        stream.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        let still_open = matches!(
+            stream.read(&mut byte),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        );
+        assert!(still_open, "a silent client was answered or closed first");
+    }
+}
+
+#[test]
 fn binding_a_busy_port_names_the_address() {
     let fixture = fixture();
     let first = metrics::serve("127.0.0.1:0".parse().unwrap(), fixture.sources.clone())

@@ -19,10 +19,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use prometheus_client::collector::Collector;
@@ -47,8 +47,11 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
 
 /// How long one scrape connection may take to send its request or read the answer,
-/// so a stuck client cannot hold the single listener thread.
+/// so a stuck client cannot hold a scrape thread.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Scrapes answered at once: Prometheus, an operator's `xlb stats` and a few more.
+pub const MAX_CONCURRENT_SCRAPES: usize = 8;
 
 /// Longest request head read; scrapers send a few hundred bytes.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
@@ -660,9 +663,10 @@ impl Drop for MetricsServer {
     }
 }
 
-/// Serves `GET /metrics` on `listen` from one thread until the returned server is
-/// dropped. Scrapes are answered one at a time; each connection is closed after
-/// its answer.
+/// Serves `GET /metrics` on `listen` until the returned server is dropped. Each
+/// scrape gets a thread of its own (at most [`MAX_CONCURRENT_SCRAPES`] at once) and
+/// [`CLIENT_TIMEOUT`] for the whole exchange, so a slow or silent client delays no one;
+/// each connection is closed after its answer.
 pub fn serve(listen: SocketAddr, sources: MetricsSources) -> Result<MetricsServer, MetricsError> {
     let listen_error = |source| MetricsError::Listen { listen, source };
     let listener = TcpListener::bind(listen).map_err(listen_error)?;
@@ -685,11 +689,29 @@ pub fn serve(listen: SocketAddr, sources: MetricsSources) -> Result<MetricsServe
 }
 
 fn accept_loop(listener: &TcpListener, sources: &MetricsSources, stop: &AtomicBool) {
+    let active = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
+        // At the cap, further scrapers wait in the listen backlog.
+        if active.load(Ordering::Acquire) >= MAX_CONCURRENT_SCRAPES {
+            std::thread::sleep(ACCEPT_POLL);
+            continue;
+        }
         match listener.accept() {
             Ok((stream, peer)) => {
-                if let Err(e) = answer(stream, sources) {
-                    debug!(%peer, "metrics scrape failed: {e}");
+                active.fetch_add(1, Ordering::AcqRel);
+                let (sources, done) = (sources.clone(), active.clone());
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("xlb-scrape".into())
+                        .spawn(move || {
+                            if let Err(e) = answer(stream, &sources) {
+                                debug!(%peer, "metrics scrape failed: {e}");
+                            }
+                            done.fetch_sub(1, Ordering::AcqRel);
+                        });
+                if let Err(e) = spawned {
+                    active.fetch_sub(1, Ordering::AcqRel);
+                    warn!("metrics endpoint: cannot start a scrape thread: {e}");
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(ACCEPT_POLL),
@@ -704,8 +726,8 @@ fn accept_loop(listener: &TcpListener, sources: &MetricsSources, stop: &AtomicBo
 /// Reads one request head and answers it: the exposition for `GET /metrics` (or
 /// `GET /`), 404 for another path, 405 for another method.
 fn answer(mut stream: TcpStream, sources: &MetricsSources) -> io::Result<()> {
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
     stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
     let mut head = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
@@ -718,6 +740,12 @@ fn answer(mut stream: TcpStream, sources: &MetricsSources) -> io::Result<()> {
                 "",
             );
         }
+        // The whole head must arrive by the deadline, however slowly it trickles in.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
         let read = stream.read(&mut chunk)?;
         if read == 0 {
             break;
