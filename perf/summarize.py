@@ -1,57 +1,72 @@
-#!/usr/bin/env python3
-"""The perf harness's bookkeeping (called by perf/run.sh).
+"""The perf harness's bookkeeping, imported by perf/harness.py: one record per repetition,
+and the result files of a run.
 
-  summarize.py record CASE DUT PIPELINE MODE TRAFFIC WORKERS REP GEN_JSON SINK_JSON DUT_RX DURATION
-      prints one JSON line for one repetition, from the generator's and sink's reports.
-  summarize.py report RUNS_JSONL OUT_DIR SMOKE MACHINE
-      writes OUT_DIR/results.json, results.md and mpps.svg: per case the median and
-      spread (min..max) over repetitions, and ratios computed within this run. With
-      SMOKE=1, fails unless every case moved packets and the files read back.
+`record` turns what one repetition measured (the generator's and the sink's `xlb pktgen
+--json` reports, the packets the device under test took in) into one flat dict; `report`
+writes OUT/results.json, results.md and mpps.svg from all of them: per case the median and
+spread (min..max) over repetitions, and ratios computed within this run, because this
+project's shared 2-core machine moves absolute figures from hour to hour far more than it
+moves ratios taken minutes apart.
 
 A case's rate is what its subject achieved: packets/s the sink received from the device
-under test, packets/s xlb took in (rxdrop), or packets/s the generator sent (txonly, the
+under test, packets/s xlb took in (rxdrop; the SCTP INIT flood, whose backends drop the
+flood at their ingress so no sink counts it), or packets/s the generator sent (txonly, the
 generator comparison: xlb pktgen against DPDK testpmd's txonly).
+
+The schema of results.json (machine, runs, cases, ratios) is what consumers read; the SCTP
+flood case adds a top-level `sctp_flood` list and never changes the other keys.
 """
 import json
 import statistics
 import sys
+import xml.dom.minidom
 from pathlib import Path
 
 
-def load(path):
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
+def rate_source(pipeline, traffic):
+    """Which count is a case's rate: "generator", "dut" or "sink" (see the module doc)."""
+    if pipeline == "txonly":
+        return "generator"
+    if pipeline == "rxdrop" or traffic == "sctp-init":
+        return "dut"
+    return "sink"
 
 
-def record(args):
-    case, dut, pipeline, mode, traffic, workers, rep, gen_path, sink_path, dut_rx, duration = args
-    gen, sink = load(gen_path) or {}, load(sink_path) or {}
+def record(case, dut, pipeline, mode, traffic, workers, rep, gen, sink, dut_rx, duration,
+           extra=None):
+    """One repetition as one dict; prints a progress line on stderr.
+
+    gen and sink are the parsed `--json` reports (an empty dict when there is none), dut_rx
+    the packets the device under test took in over `duration` seconds. `extra` adds keys
+    (the SCTP flood case's figures under `sctp_flood`).
+    """
     tx = gen.get("tx") or {}
     rx = sink.get("rx") or {}
     latency = rx.get("latency_ns") or {}
     tx_packets, rx_packets = tx.get("packets", 0), rx.get("packets", 0)
-    dut_rx_pps = int(dut_rx or 0) / float(duration)
-    forwarded = pipeline not in ("rxdrop", "txonly")
+    dut_rx_pps = int(dut_rx or 0) / float(duration) if duration else 0.0
+    source = rate_source(pipeline, traffic)
+    forwarded = source == "sink"
     line = {
         "case": case, "dut": dut, "pipeline": pipeline, "mode": mode, "traffic": traffic,
         "workers": int(workers), "rep": int(rep),
         "tx_pps": tx.get("pps", 0.0),
         "rx_pps": rx.get("pps", 0.0),
         "dut_rx_pps": dut_rx_pps,
-        "rate_pps": (rx.get("pps", 0.0) if forwarded
-                     else tx.get("pps", 0.0) if pipeline == "txonly" else dut_rx_pps),
+        "rate_pps": {"sink": rx.get("pps", 0.0), "generator": tx.get("pps", 0.0),
+                     "dut": dut_rx_pps}[source],
         "loss_ratio": (1 - rx_packets / tx_packets) if forwarded and tx_packets else None,
         "p50_us": latency.get("p50", 0) / 1000 if latency else None,
         "p99_us": latency.get("p99", 0) / 1000 if latency else None,
     }
-    print(json.dumps(line))
+    line.update(extra or {})
     print(f'  {case:<34} rep {rep}: generator {line["tx_pps"] / 1e6:.3f} Mpps, '
           f'device under test {line["rate_pps"] / 1e6:.3f} Mpps', file=sys.stderr)
+    return line
 
 
 def spread(values):
+    """Median, min, max and count of the values that are not None; None if there are none."""
     values = [v for v in values if v is not None]
     if not values:
         return None
@@ -86,18 +101,92 @@ def svg(cases, path):
 
 
 def fmt(value, scale=1.0, digits=3):
+    """A spread as `median (min..max)`, divided by scale; `-` for None."""
     if value is None:
         return "-"
-    return f'{value["median"] / scale:.{digits}f} ({value["min"] / scale:.{digits}f}..{value["max"] / scale:.{digits}f})'
+    return (f'{value["median"] / scale:.{digits}f} '
+            f'({value["min"] / scale:.{digits}f}..{value["max"] / scale:.{digits}f})')
 
 
-def report(args):
-    runs_path, out_dir, smoke, machine = args
-    runs = [json.loads(line) for line in Path(runs_path).read_text().splitlines() if line.strip()]
+# The SCTP flood figures of one repetition, in the order results.md lists them:
+# key, label, scale, digits. Booleans are counted (k of n repetitions) instead.
+FLOOD_FIGURES = [
+    ("flood_seconds", "flood lasted (the generator's clock), s", 1, 1),
+    ("flood_tx_pps", "flood generator TX, Mpps", 1e6, 3),
+    ("xlb_rx_pps", "xlb RX while flooded, Mpps", 1e6, 3),
+    ("flood_at_backends_pps", "flood INITs xlb forwarded to the backends, Mpps", 1e6, 3),
+    ("existing_before_Bps", "existing association before the flood, MB/s", 1e6, 2),
+    ("existing_during_Bps", "existing association during the flood, MB/s", 1e6, 2),
+    ("existing_ratio", "existing association during / before", 1, 2),
+    ("existing_completed", "existing association completed its transfer", None, 0),
+    ("new_baseline_seconds", "new association without flood: INIT to last byte, s", 1, 2),
+    ("new_completed", "new association started mid-flood completed", None, 0),
+    ("new_completed_during_flood", "... and completed while the flood still ran", None, 0),
+    ("new_established_during_flood", "... and got its first message through while the flood ran",
+     None, 0),
+    ("new_handshake_seconds", "new association mid-flood: INIT to first message, s", 1, 2),
+    ("new_seconds", "new association mid-flood: INIT to last byte, s", 1, 2),
+    ("new_transfer_seconds", "new association mid-flood: first to last byte, s", 1, 2),
+    ("xlb_sctp_embryonic_max", "xlb_sctp_embryonic, highest sample", 1, 0),
+    ("xlb_sctp_embryonic_evicted", "xlb_sctp_embryonic_evicted_total, increase", 1, 0),
+    ("xlb_sctp_embryonic_expired", "xlb_sctp_embryonic_expired_total, increase", 1, 0),
+    ("xlb_sctp_table_full", "xlb_sctp_table_full_total, increase", 1, 0),
+    ("xlb_sctp_associations_created", "xlb_sctp_associations_created_total, increase", 1, 0),
+    ("xlb_idle_sleeps_flooded", "xlb_idle_sleeps_total, increase while flooded", 1, 0),
+    ("xlb_fill_ring_empty_flooded", "xlb_fill_ring_empty_total, increase while flooded", 1, 0),
+    ("xlb_tx_ring_full_flooded", "xlb_tx_ring_full_total, increase while flooded", 1, 0),
+]
+
+
+def flood_summary(name, runs):
+    """The SCTP flood figures of one case over its repetitions: spreads of the numbers,
+    counts of the yes/no outcomes, spreads of each drop reason's increase, and every
+    repetition's own figures."""
+    reps = [r["sctp_flood"] for r in runs]
+    figures = {}
+    for key, *_ in FLOOD_FIGURES:
+        values = [rep.get(key) for rep in reps]
+        if any(isinstance(v, bool) for v in values):
+            figures[key] = {"true": sum(1 for v in values if v), "n": len(values)}
+        else:
+            figures[key] = spread(values)
+    reasons = sorted({reason for rep in reps for reason in rep.get("drops", {})})
+    drops = {reason: spread([rep.get("drops", {}).get(reason, 0) for rep in reps])
+             for reason in reasons}
+    return {"case": name, "figures": figures, "drops": drops, "reps": reps}
+
+
+def flood_markdown(floods):
+    """The results.md section of the SCTP flood cases."""
+    lines = ["", "## SCTP INIT flood", "",
+             "`xlb pktgen --proto sctp-init` flat out (an INIT from a new source every packet) at "
+             "an SCTP VIP of xlb `l4lb` dsr (`sctp.capacity` 4096), while real usrsctp "
+             "associations (`tsctp`) run through xlb to the service's backend. Existing: one "
+             "association transferring before and through the flood (its rate from the server's "
+             "per-second rounds). New: one association started mid-flood (the flood runs on until "
+             "it is done, within a bound), and the same transfer before the flood as its baseline. "
+             "Counters from xlb's metrics endpoint, from just before the flood to just after it "
+             "(\"while flooded\": over the flood only)."]
+    for flood in floods:
+        lines += ["", f'| {flood["case"]} | median (min..max) |', "|---|---|"]
+        for key, label, scale, digits in FLOOD_FIGURES:
+            value = flood["figures"].get(key)
+            if value is not None and "true" in value:
+                lines.append(f'| {label} | {value["true"]} of {value["n"]} |')
+            else:
+                lines.append(f"| {label} | {fmt(value, scale, digits)} |")
+        for reason, value in flood["drops"].items():
+            lines.append(f"| xlb_drops_total{{reason=\"{reason}\"}}, increase | {fmt(value, 1, 0)} |")
+    return lines
+
+
+def report(runs, out_dir, machine):
+    """Writes results.json, results.md and mpps.svg under out_dir, reads them back (they
+    must be well formed), prints results.md and returns the results.json content."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = list(dict.fromkeys(r["case"] for r in runs))
-    cases = []
+    cases, floods = [], []
     for name in names:
         rs = [r for r in runs if r["case"] == name]
         first = rs[0]
@@ -111,6 +200,8 @@ def report(args):
             "p50_us": spread([r["p50_us"] for r in rs]),
             "p99_us": spread([r["p99_us"] for r in rs]),
         })
+        if "sctp_flood" in first:
+            floods.append(flood_summary(name, rs))
     by_name = {c["case"]: c for c in cases}
 
     def median(name):
@@ -133,12 +224,19 @@ def report(args):
     pktgen_tx, testpmd_tx = median("pktgen-tx/udp-1flow/w1"), median("testpmd-txonly/udp-1flow/w1")
     if pktgen_tx is not None and testpmd_tx:
         ratios["pktgen/testpmd-txonly tx"] = pktgen_tx / testpmd_tx
+    for flood in floods:
+        existing = flood["figures"].get("existing_ratio")
+        if existing is not None:
+            ratios[f'sctp-flood existing association during/before {flood["case"].rsplit("/", 1)[-1]}'] = \
+                existing["median"]
     result = {"machine": machine, "runs": len(runs), "cases": cases, "ratios": ratios}
+    if floods:
+        result["sctp_flood"] = floods
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
 
     lines = [f"Machine: {machine}. Median (min..max) over repetitions; rate = packets/s the sink "
-             "received (rxdrop: packets xlb took in; txonly: packets the generator sent). "
-             "Ratios use medians of this run.", "",
+             "received (rxdrop and the SCTP INIT flood: packets xlb took in; txonly: packets the "
+             "generator sent). Ratios use medians of this run.", "",
              "| case | generator TX Mpps | rate Mpps | loss | p50 µs | p99 µs |",
              "|---|---|---|---|---|---|"]
     for c in cases:
@@ -147,21 +245,13 @@ def report(args):
                      f'{fmt(c["p50_us"], 1, 1)} | {fmt(c["p99_us"], 1, 1)} |')
     lines += ["", "| ratio | value |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in ratios.items()]
+    if floods:
+        lines += flood_markdown(floods)
     (out / "results.md").write_text("\n".join(lines) + "\n")
     svg(cases, out / "mpps.svg")
 
     # Read everything back: the files must be well formed.
-    json.loads((out / "results.json").read_text())
-    import xml.dom.minidom
+    result = json.loads((out / "results.json").read_text())
     xml.dom.minidom.parse(str(out / "mpps.svg"))
     print((out / "results.md").read_text())
-    if smoke == "1":
-        idle = [c["case"] for c in cases if not c["rate_pps"] or c["rate_pps"]["median"] <= 0]
-        if idle:
-            print(f"perf smoke: these cases moved no packets: {', '.join(idle)}", file=sys.stderr)
-            sys.exit(1)
-        print(f"perf smoke: {len(cases)} cases moved packets; result files are well formed")
-
-
-if __name__ == "__main__":
-    {"record": record, "report": report}[sys.argv[1]](sys.argv[2:])
+    return result

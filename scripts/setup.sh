@@ -10,7 +10,7 @@ PACKAGES=(
   # tests and lab: namespaces, traffic, captures, SCTP peers
   iproute2 iputils-ping ethtool python3-scapy tcpdump iptables nftables curl util-linux
   # real SCTP peers: usrsctp's tsctp, client and echo_server (tests/sctp_e2e.rs; gcc above
-  # builds their preload shim, tests/support/usrsctp_shim.c)
+  # builds their preload shim, scripts/usrsctp_shim.c)
   libusrsctp-examples
   # monitoring: `promtool check rules` on config/monitoring/xlb-alerts.yaml (Debian ships
   # promtool in the prometheus package)

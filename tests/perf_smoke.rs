@@ -1,9 +1,10 @@
-//! The perf harness's smoke run, as root: `perf/run.sh --smoke` builds the generator ->
-//! device under test -> sink namespaces, runs a few seconds per case with this build's
-//! `xlb` and with DPDK testpmd (macswap as a device under test, txonly as a generator
-//! to compare `xlb pktgen` with), and fails unless every case moves packets and the
-//! result files are well formed. No timing is asserted. Needs `dpdk-testpmd`
-//! (`scripts/setup.sh` installs it).
+//! The perf harness's smoke run, as root: `perf/harness.py --smoke` builds the generator
+//! -> device under test -> sink namespaces, runs a second or so per case with this build's
+//! `xlb` and with DPDK testpmd (macswap as a device under test, txonly as a generator to
+//! compare `xlb pktgen` with), plus a short SCTP INIT flood with real usrsctp associations
+//! through xlb, and fails unless every case moves packets, the flood's two transfers
+//! complete and the result files are well formed. No timing is asserted. Needs
+//! `dpdk-testpmd`, usrsctp's `tsctp` and a C compiler (`scripts/setup.sh` installs them).
 
 use std::process::Command;
 
@@ -22,19 +23,19 @@ fn require_root() {
 fn perf_harness_smoke_run_moves_packets_in_every_case() {
     require_root();
     let out_dir = std::env::temp_dir().join(format!("xlb-perf-smoke-{}", std::process::id()));
-    let out = Command::new("perf/run.sh")
+    let out = Command::new("perf/harness.py")
         .args(["--smoke", "--out"])
         .arg(&out_dir)
         .env("XLB_BIN", env!("CARGO_BIN_EXE_xlb"))
         .env("PERF_PREFIX", format!("xps{}", std::process::id()))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
-        .expect("run perf/run.sh");
+        .expect("run perf/harness.py (needs /usr/bin/python3)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "perf/run.sh --smoke failed:\n{stdout}\n{stderr}"
+        "perf/harness.py --smoke failed:\n{stdout}\n{stderr}"
     );
     assert!(
         stdout.contains("moved packets; result files are well formed"),
@@ -48,6 +49,7 @@ fn perf_harness_smoke_run_moves_packets_in_every_case() {
         "testpmd-macswap/udp/w1",
         "pktgen-tx/udp-1flow/w1",
         "testpmd-txonly/udp-1flow/w1",
+        "xlb-l4lb-dsr-sctp-flood/sctp-init/w1",
     ] {
         assert!(
             cases.iter().any(|case| case["case"] == name),
@@ -68,8 +70,34 @@ fn perf_harness_smoke_run_moves_packets_in_every_case() {
             "no ratio {ratio} in {results}"
         );
     }
+    let floods = results["sctp_flood"]
+        .as_array()
+        .expect("an sctp_flood list");
+    assert_eq!(floods.len(), 1, "{results}");
+    for rep in floods[0]["reps"]
+        .as_array()
+        .expect("the flood's repetitions")
+    {
+        assert!(
+            rep["flood_tx_packets"].as_u64().unwrap_or(0) > 0,
+            "the flood sent nothing: {rep}"
+        );
+        assert!(
+            rep["xlb_rx_pps"].as_f64().unwrap_or(0.0) > 0.0,
+            "the flood never reached xlb: {rep}"
+        );
+        assert_eq!(
+            rep["existing_completed"], true,
+            "the existing association did not complete: {rep}"
+        );
+        assert_eq!(
+            rep["new_completed"], true,
+            "the association started mid-flood did not complete: {rep}"
+        );
+    }
     let markdown = std::fs::read_to_string(out_dir.join("results.md")).expect("results.md");
     assert!(markdown.contains("| xlb-l4lb-dsr/udp/w1 |"), "{markdown}");
+    assert!(markdown.contains("## SCTP INIT flood"), "{markdown}");
     let svg = std::fs::read_to_string(out_dir.join("mpps.svg")).expect("mpps.svg");
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     let _ = std::fs::remove_dir_all(&out_dir);

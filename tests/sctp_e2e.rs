@@ -16,7 +16,7 @@
 //! - a packet answering a backend-initiated association (INIT-ACK under a tag xlb
 //!   never saw) is dropped and counted, never hashed to a backend.
 //!
-//! The stacks run with tests/support/usrsctp_shim.c preloaded (debug output off,
+//! The stacks run with scripts/usrsctp_shim.c preloaded (debug output off,
 //! potentially-failed threshold 0: see tests/support/usrsctp.rs). Scapy
 //! (tests/support/sctp_spoof.py) makes the packets no stack would send. Needs root;
 //! fails (never skips) without it. No assertion depends on throughput; the flood test

@@ -3,7 +3,7 @@
 //! namespaces. The kernel here has no SCTP, so usrsctp speaks raw SCTP over IP through
 //! raw sockets (`-E 0 -U 0` / port arguments `0`: no UDP encapsulation).
 //!
-//! Every program runs with `tests/support/usrsctp_shim.c` preloaded: stdout
+//! Every program runs with `scripts/usrsctp_shim.c` preloaded: stdout
 //! line-buffered, the stack's debug output off (tsctp turns it on, on stdout), and the
 //! potentially-failed threshold at 0 (RFC 7829), so a path that loses one
 //! retransmission timeout's worth of packets fails over in about a second instead of
@@ -41,7 +41,7 @@ fn shim() -> &'static Path {
                 "{program} missing: install libusrsctp-examples (scripts/setup.sh)"
             );
         }
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/usrsctp_shim.c");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/usrsctp_shim.c");
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         std::fs::create_dir_all(&dir).expect("target tmp dir");
         // Built under a name of its own, then renamed: test binaries running at the

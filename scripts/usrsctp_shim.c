@@ -1,6 +1,7 @@
 /*
  * LD_PRELOAD shim for Debian's usrsctp example programs (tsctp, client, echo_server)
- * as tests/sctp_e2e.rs runs them. It changes three things and nothing else:
+ * as tests/sctp_e2e.rs and the perf harness run them. It changes three things and
+ * nothing else:
  *
  *  - stdout is line-buffered, so a test reading a program's output file sees each
  *    result line when it is printed, not when the process exits.
