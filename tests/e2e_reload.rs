@@ -217,6 +217,23 @@ fn reload_changing_start_only_settings_is_refused_whole() {
     assert!(lab.stop_xlb().success());
 }
 
+#[test]
+fn fifty_dead_backends_stall_neither_start_nor_reload_nor_stop() {
+    let mut lab = Lab::up("dead", 1);
+    // On-link addresses where no host answers ARP: each waits out its resolution.
+    let dead: String = (1..=50)
+        .map(|n| format!("      - {{ name: dead{n}, address: 198.18.5.{n} }}\n"))
+        .collect();
+    let config = table(&["b1", "b2"]) + &dead;
+    // Resolved one after another, 50 × 500 ms would outlast start_xlb's 20 s wait.
+    lab.start_xlb(&config);
+    reload(&lab, &config.replace("dead50", "dead51"), "reload applied");
+    let unresolved = lab.log().matches("backend unresolved").count();
+    assert!(unresolved >= 50, "{unresolved} unresolved backends logged");
+    // stop_xlb fails unless xlb exits within 5 s of SIGTERM.
+    assert!(lab.stop_xlb().success());
+}
+
 /// Runs `xlb pktgen` in a lab namespace; returns the child (receiver) or waits (sender).
 fn pktgen(lab: &Lab, ns: &str, args: &[&str]) -> std::process::Command {
     let mut cmd = lab.ns_command(ns, env!("CARGO_BIN_EXE_xlb"));

@@ -23,6 +23,10 @@ pub struct Unresolved {
     pub reason: String,
 }
 
+/// Backends resolved at once: each waits on its own neighbour entry, so a table with
+/// many dead backends takes about one `timeout` per this many, not one per backend.
+const PARALLEL_RESOLUTIONS: usize = 32;
+
 /// Next hops resolved for every backend of a table.
 pub struct KernelResolver {
     port_macs: Vec<[u8; 6]>,
@@ -30,8 +34,9 @@ pub struct KernelResolver {
 }
 
 impl KernelResolver {
-    /// Resolves every backend of `table` (each at most once), waiting up to `timeout`
-    /// per missing neighbour entry.
+    /// Resolves every backend of `table` (each address once), up to
+    /// [`PARALLEL_RESOLUTIONS`] at a time, each waiting up to `timeout` for a missing
+    /// neighbour entry.
     pub fn resolve(
         table: &ServiceTable,
         timeout: Duration,
@@ -46,25 +51,44 @@ impl KernelResolver {
             .iter()
             .map(|name| neighbor::interface_mac(name))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut seen = std::collections::HashSet::new();
+        let backends: Vec<&Backend> = table
+            .services
+            .iter()
+            .flat_map(|s| &s.backends)
+            .filter(|b| seen.insert(b.address))
+            .collect();
         let mut hops = HashMap::new();
         let mut unresolved = Vec::new();
-        for backend in table.services.iter().flat_map(|s| &s.backends) {
-            if hops.contains_key(&backend.address)
-                || unresolved
+        for group in backends.chunks(PARALLEL_RESOLUTIONS) {
+            let outcomes: Vec<Result<NextHop, String>> = std::thread::scope(|scope| {
+                let running: Vec<_> = group
                     .iter()
-                    .any(|u: &Unresolved| u.address == backend.address)
-            {
-                continue;
-            }
-            match next_hop(backend, &names, &port_macs, timeout) {
-                Ok(hop) => {
-                    hops.insert(backend.address, hop);
+                    .map(|backend| {
+                        let (names, port_macs) = (&names, &port_macs);
+                        scope.spawn(move || next_hop(backend, names, port_macs, timeout))
+                    })
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|thread| {
+                        thread
+                            .join()
+                            .unwrap_or_else(|_| Err("the resolution thread panicked".into()))
+                    })
+                    .collect()
+            });
+            for (backend, outcome) in group.iter().zip(outcomes) {
+                match outcome {
+                    Ok(hop) => {
+                        hops.insert(backend.address, hop);
+                    }
+                    Err(reason) => unresolved.push(Unresolved {
+                        backend: backend.name.clone(),
+                        address: backend.address,
+                        reason,
+                    }),
                 }
-                Err(reason) => unresolved.push(Unresolved {
-                    backend: backend.name.clone(),
-                    address: backend.address,
-                    reason,
-                }),
             }
         }
         Ok((KernelResolver { port_macs, hops }, unresolved))
