@@ -5,6 +5,8 @@
 //! - `tcp_syn`: a new flow every packet (Maglev + insert, evicting when full).
 //! - `udp_1m_flows`: UDP cycling over 1M client flows (cache-missing flow table).
 //! - `sctp_data_10k`: DATA over 10k associations (shared association table reads).
+//! - `sctp_init_flood`: an INIT from a new source every packet into a full table (each
+//!   creates an embryonic record and evicts the oldest).
 
 use std::net::SocketAddr;
 
@@ -18,6 +20,8 @@ use xlb::wire::frames::{self, tcp_flags, FrameSpec, Transport};
 use xlb::wire::sctp::{ChunkRepr, PacketRepr};
 
 const BATCH: usize = 64;
+/// Associations (and NAT sessions) the shared tables hold.
+const SCTP_TABLE_CAPACITY: usize = 16_384;
 const ETH_IP4: usize = 14 + 20;
 
 const TABLE: &str = r#"version: 1
@@ -47,7 +51,10 @@ impl Bench {
             port_macs: vec![[2, 0, 0, 0, 0, 2]],
             egress: 0,
         };
-        Bench(OfflinePipeline::new(&table, &resolver, flows, 16_384).expect("bench pipeline"))
+        Bench(
+            OfflinePipeline::new(&table, &resolver, flows, SCTP_TABLE_CAPACITY)
+                .expect("bench pipeline"),
+        )
     }
 
     fn run(&mut self, buffers: &mut [Vec<u8>], len: usize) {
@@ -238,6 +245,49 @@ fn l4lb(c: &mut Criterion) {
             }
             bench.run(&mut buffers, data_len)
         })
+    });
+
+    // A spoofed INIT flood: a new source (198.19.0.0/16) every packet into a table kept
+    // full of embryonic records, so every INIT also evicts the oldest one.
+    let init = PacketRepr {
+        src_port: 5000,
+        dst_port: 38412,
+        verification_tag: 0,
+        chunks: &[ChunkRepr::Init {
+            initiate_tag: 0x5eed,
+            a_rwnd: 65535,
+            outbound_streams: 1,
+            inbound_streams: 1,
+            initial_tsn: 1,
+            addresses: &[],
+        }],
+    }
+    .to_vec();
+    let init_len = ETH_IP4 + init.len();
+    let init_frame = frame(
+        client(0),
+        "198.18.100.20:38412",
+        Transport::Raw {
+            protocol: xlb::wire::headers::protocol::SCTP,
+            bytes: &init,
+        },
+    );
+    let mut bench = Bench::new(1 << 10);
+    let mut buffers = vec![init_frame; BATCH];
+    let mut source = 0u32;
+    // The CRC32c does not cover IP addresses: a new source keeps the INIT valid.
+    let mut flood = |bench: &mut Bench, buffers: &mut [Vec<u8>]| {
+        for buf in buffers.iter_mut() {
+            buf[26..30].copy_from_slice(&(0xC613_0000 | (source & 0xffff)).to_be_bytes());
+            source = source.wrapping_add(1);
+        }
+        bench.run(buffers, init_len)
+    };
+    for _ in 0..=SCTP_TABLE_CAPACITY / BATCH {
+        flood(&mut bench, &mut buffers);
+    }
+    group.bench_function("sctp_init_flood", |b| {
+        b.iter(|| flood(&mut bench, &mut buffers))
     });
     group.finish();
 }
