@@ -477,8 +477,24 @@ pub struct Service {
     /// Active health check of the backends; none means backends are always up.
     #[serde(default)]
     pub health_check: Option<HealthCheck>,
+    /// What new flows do when every backend's health check fails.
+    #[serde(default)]
+    pub when_all_down: AllDownPolicy,
     /// Servers the traffic is spread over.
     pub backends: Vec<Backend>,
+}
+
+/// What a service does when its health checks take every backend down.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AllDownPolicy {
+    /// Drop new flows (counted as `no_backend`): a health check that fails everywhere
+    /// is believed.
+    #[default]
+    Drop,
+    /// Balance over every active backend as if all were healthy (Envoy's panic mode):
+    /// a health check that fails everywhere is more likely broken than every backend.
+    ServeAll,
 }
 
 fn default_source_ranges() -> Vec<IpNet> {

@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::config::{Backend, BackendState, Encapsulation, Forwarding, Protocol, ServiceTable};
+use crate::config::{
+    AllDownPolicy, Backend, BackendState, Encapsulation, Forwarding, Protocol, ServiceTable,
+};
 use crate::lb::maglev::{self, MaglevBackend, MaglevError, MaglevTable};
 use crate::lb::verdict::PortId;
 
@@ -271,24 +273,35 @@ impl<'p> Identities<'p> {
     }
 }
 
+/// A backend's health as the snapshot applies it.
+#[derive(Clone, Copy)]
+struct Health {
+    /// Its health check passes (or it has none).
+    healthy: bool,
+    /// Every backend of its service is down and the service serves all then
+    /// (`when_all_down: serve_all`).
+    panic: bool,
+}
+
 /// One backend as the fast path sees it, given its id and health.
 fn backend_entry(
     id: BackendId,
     service: ServiceIndex,
     backend: &Backend,
-    healthy: bool,
+    health: Health,
     resolver: &dyn NextHopResolver,
 ) -> BackendEntry {
     let active = backend.state == BackendState::Active;
+    let serves = health.healthy || health.panic;
     BackendEntry {
         id,
         service,
         name: backend.name.clone(),
         address: backend.address,
         next_hop: resolver.next_hop(backend),
-        takes_new_flows: healthy && active && backend.weight > 0,
-        keeps_flows: healthy,
-        healthy,
+        takes_new_flows: serves && active && backend.weight > 0,
+        keeps_flows: serves,
+        healthy: health.healthy,
         draining: !active,
     }
 }
@@ -325,10 +338,18 @@ impl Snapshot {
             let service_index = index as ServiceIndex;
             let mut ids = Vec::with_capacity(service.backends.len());
             let mut ring = Vec::with_capacity(service.backends.len());
+            let is_down =
+                |backend: &Backend| down.contains(&(service.name.clone(), backend.name.clone()));
+            let panic = service.when_all_down == AllDownPolicy::ServeAll
+                && !service.backends.is_empty()
+                && service.backends.iter().all(is_down);
             for backend in &service.backends {
                 let id = identities.backend(&service.name, backend)?;
-                let healthy = !down.contains(&(service.name.clone(), backend.name.clone()));
-                let entry = backend_entry(id, service_index, backend, healthy, resolver);
+                let health = Health {
+                    healthy: !is_down(backend),
+                    panic,
+                };
+                let entry = backend_entry(id, service_index, backend, health, resolver);
                 ring.push(MaglevBackend {
                     name: &backend.name,
                     weight: if entry.takes_new_flows {
@@ -603,5 +624,51 @@ services:
         for hash in (0..64u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)) {
             assert_eq!(name(&gen1, hash), name(&reordered, hash));
         }
+    }
+
+    #[test]
+    fn a_service_that_serves_all_when_all_are_down_keeps_its_ring() {
+        let all_down = DownBackends::from([
+            ("web".to_owned(), "b1".to_owned()),
+            ("web".to_owned(), "b2".to_owned()),
+            ("web".to_owned(), "b3".to_owned()),
+        ]);
+        let dropping = build(&table(|y| y), None, &all_down);
+        assert_eq!(dropping.services()[0].select(7), None, "the default drops");
+        let serving = build(
+            &table(|y| {
+                y.replacen(
+                    "    forwarding: dsr\n",
+                    "    forwarding: dsr\n    when_all_down: serve_all\n",
+                    1,
+                )
+            }),
+            None,
+            &all_down,
+        );
+        let id = serving.services()[0].select(7).expect("a backend");
+        let backend = serving.backend(id).unwrap();
+        assert!(backend.takes_new_flows && !backend.healthy);
+        // One backend up again: only it takes new flows.
+        let one_up = DownBackends::from([
+            ("web".to_owned(), "b1".to_owned()),
+            ("web".to_owned(), "b2".to_owned()),
+        ]);
+        let recovering = build(
+            &table(|y| {
+                y.replacen(
+                    "    forwarding: dsr\n",
+                    "    forwarding: dsr\n    when_all_down: serve_all\n",
+                    1,
+                )
+            }),
+            None,
+            &one_up,
+        );
+        let names: std::collections::BTreeSet<String> = (0..200u64)
+            .filter_map(|h| recovering.services()[0].select(h.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+            .map(|id| recovering.backend(id).unwrap().name.clone())
+            .collect();
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["b3"]);
     }
 }
