@@ -12,6 +12,8 @@ PACKAGES=(
   # real SCTP peers: usrsctp's tsctp, client and echo_server (tests/sctp_e2e.rs; gcc above
   # builds their preload shim, scripts/usrsctp_shim.c)
   libusrsctp-examples
+  # least privilege: crun runs the OCI image of scripts/image.sh in tests/privilege.rs
+  crun
   # monitoring: `promtool check rules` on config/monitoring/xlb-alerts.yaml (Debian ships
   # promtool in the prometheus package)
   prometheus

@@ -11,6 +11,7 @@ pub mod explain;
 pub mod health;
 pub mod metrics;
 pub mod neighbor;
+pub mod notify;
 pub mod resolver;
 pub mod stats;
 pub mod supervisor;

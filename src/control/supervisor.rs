@@ -17,6 +17,7 @@ use crate::control::metrics::{
     self, MetricsServer, MetricsSources, ReloadCounters, TableCapacities,
 };
 use crate::control::neighbor::NeighborError;
+use crate::control::notify::{Notifier, NotifyError};
 use crate::control::resolver::{KernelResolver, Unresolved};
 use crate::lb::snapshot::{DownBackends, NextHopResolver, Snapshot};
 use crate::runtime::dataplane::{Dataplane, DataplaneError};
@@ -299,28 +300,40 @@ impl Supervisor {
     }
 }
 
-/// Runs `xlb run` until SIGTERM or SIGINT; SIGHUP reloads the config file.
+/// Runs `xlb run` until SIGTERM or SIGINT; SIGHUP reloads the config file. Under
+/// systemd (`Type=notify`), it says when it is ready, reloading and stopping, and pets
+/// the watchdog from this loop, so a stalled control loop gets xlb restarted.
 pub fn run(config_path: &Path) -> Result<(), RunError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     // Registered before start-up so a SIGHUP or SIGTERM during it is queued, not fatal.
     let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])
         .map_err(RunError::Signals)?;
+    let mut systemd = Systemd::from_env();
     let mut supervisor = Supervisor::start(config_path)?;
     info!(
         generation = supervisor.generation(),
         "xlb running; SIGHUP reloads, SIGTERM stops"
     );
+    systemd.ready(supervisor.generation());
     let mut refreshed = Instant::now();
     'serve: loop {
         for signal in signals.pending() {
             match signal {
-                SIGHUP => match supervisor.reload() {
-                    Ok(_) => info!(generation = supervisor.generation(), "reload applied"),
-                    Err(e) => error!("reload failed, running table kept: {e}"),
-                },
-                _ => break 'serve,
+                SIGHUP => {
+                    systemd.send(Notifier::reloading);
+                    match supervisor.reload() {
+                        Ok(_) => info!(generation = supervisor.generation(), "reload applied"),
+                        Err(e) => error!("reload failed, running table kept: {e}"),
+                    }
+                    systemd.ready(supervisor.generation());
+                }
+                _ => {
+                    systemd.send(Notifier::stopping);
+                    break 'serve;
+                }
             }
         }
+        systemd.pet_watchdog();
         supervisor.housekeeping();
         if let Err(e) = supervisor.apply_health() {
             error!("applying health changes failed: {e}");
@@ -336,6 +349,52 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
     info!("stopping");
     supervisor.shutdown();
     Ok(())
+}
+
+/// systemd's side of the loop, when xlb runs under it; every call is a no-op otherwise,
+/// and a failed notification is logged, never fatal.
+struct Systemd {
+    notifier: Option<Notifier>,
+    /// Half the watchdog timeout, and when the watchdog was last petted.
+    watchdog: Option<(Duration, Instant)>,
+}
+
+impl Systemd {
+    fn from_env() -> Systemd {
+        let notifier = Notifier::from_env().unwrap_or_else(|e| {
+            warn!("not notifying systemd: {e}");
+            None
+        });
+        let watchdog = notifier
+            .as_ref()
+            .and_then(Notifier::watchdog_interval)
+            .map(|timeout| (timeout / 2, Instant::now()));
+        Systemd { notifier, watchdog }
+    }
+
+    fn send(&self, message: impl FnOnce(&Notifier) -> Result<(), NotifyError>) {
+        if let Some(notifier) = &self.notifier {
+            if let Err(e) = message(notifier) {
+                warn!("notifying systemd: {e}");
+            }
+        }
+    }
+
+    fn ready(&self, generation: u64) {
+        self.send(|n| n.status(&format!("serving generation {generation}")));
+        self.send(Notifier::ready);
+    }
+
+    fn pet_watchdog(&mut self) {
+        let Some((every, last)) = &mut self.watchdog else {
+            return;
+        };
+        if last.elapsed() < *every {
+            return;
+        }
+        *last = Instant::now();
+        self.send(Notifier::watchdog);
+    }
 }
 
 fn report_unresolved(unresolved: &[Unresolved]) {
