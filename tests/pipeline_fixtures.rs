@@ -600,6 +600,49 @@ fn sctp_second_path_follows_the_association() {
         "DATA from the second address to the second VIP"
     );
     assert_eq!(out, with_macs(&data, B1_MAC));
+
+    // An ICMP error about the second path (a router between the second VIP and the
+    // second address) reaches the association's backend, found by the quoted client
+    // tag; one quoting a tag of no association is dropped.
+    for (quoted_tag, expected) in [
+        (0x1111u32, Verdict::Forward(0)),
+        (0x2222, Verdict::Drop(DropReason::IcmpUnmatched)),
+    ] {
+        let error =
+            frag_needed_quoting_sctp("198.18.101.20", "198.18.0.11", 38412, 5000, quoted_tag);
+        let (v, out) = harness.run_frame(&error, 1);
+        assert_eq!(v, expected, "quoted tag {quoted_tag:#x}");
+        if expected == Verdict::Forward(0) {
+            assert_eq!(out, with_macs(&error, B1_MAC));
+        }
+    }
+}
+
+/// ICMP fragmentation needed from a router on the path, quoting the first 8 bytes (ports
+/// and verification tag, RFC 792) of an SCTP packet the backend sent from `vip` to
+/// `client`.
+fn frag_needed_quoting_sctp(vip: &str, client: &str, sport: u16, dport: u16, tag: u32) -> Vec<u8> {
+    let (vip, client): (std::net::Ipv4Addr, std::net::Ipv4Addr) =
+        (vip.parse().unwrap(), client.parse().unwrap());
+    let mut quoted = vec![0x45, 0, 0, 48, 0, 0, 0x40, 0, 64, 132, 0, 0];
+    quoted.extend_from_slice(&vip.octets());
+    quoted.extend_from_slice(&client.octets());
+    quoted.extend_from_slice(&sport.to_be_bytes());
+    quoted.extend_from_slice(&dport.to_be_bytes());
+    quoted.extend_from_slice(&tag.to_be_bytes());
+    // RFC 1191 (paraphrased): the next-hop MTU is the low half of the second word.
+    let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0x78];
+    icmp.extend_from_slice(&quoted);
+    let sum = !xlb::wire::checksum::sum(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    frame(
+        "198.18.0.1:0",
+        &format!("{vip}:0"),
+        Transport::Raw {
+            protocol: 1,
+            bytes: &icmp,
+        },
+    )
 }
 
 #[test]
