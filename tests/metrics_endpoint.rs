@@ -17,8 +17,8 @@ use arc_swap::ArcSwap;
 use xlb::config;
 use xlb::control::metrics::{self, MetricsSources, ReloadCounters, TableCapacities, CONTENT_TYPE};
 use xlb::control::stats::run_stats;
-use xlb::lb::nat::{NatConfig, NatKey, NatSessionTable, ReplyPath};
-use xlb::lb::sctp::{SctpAssociationTable, SctpConfig, SctpDecision, SctpPath};
+use xlb::lb::nat::{NatKey, ReplyPath};
+use xlb::lb::sctp::{SctpDecision, SctpPath};
 use xlb::lb::snapshot::{BackendId, DownBackends, Snapshot, StaticResolver};
 use xlb::lb::verdict::DropReason;
 use xlb::pipeline::stage::SharedTables;
@@ -95,25 +95,7 @@ fn fixture() -> Fixture {
         .map(|b| (b.name.clone(), b.id))
         .collect();
 
-    let shared = SharedTables {
-        sctp: SctpAssociationTable::new(SctpConfig {
-            capacity: 1024,
-            max_addresses: 8,
-            linger_ms: 1_000,
-            idle_ms: 60_000,
-            embryonic_ms: 5_000,
-            embryonic_per_source: 256,
-        }),
-        nat: NatSessionTable::new(NatConfig {
-            addresses: table.dataplane.nat.addresses.clone(),
-            port_range: table.dataplane.nat.port_range,
-            capacity: 2048,
-            tcp_idle_ms: 60_000,
-            udp_idle_ms: 60_000,
-            tcp_closing_ms: 1_000,
-            unanswered_idle_ms: 10_000,
-        }),
-    };
+    let shared = SharedTables::with_capacity(&table.dataplane, 2048);
     let amf = ids["amf-1"];
     for (n, client_tag) in [(1u8, 0x1111_0001u32), (2, 0x1111_0002)] {
         let path = SctpPath {
