@@ -6,6 +6,10 @@
 //! Expected frames are built independently of the code under test: with smoltcp's
 //! emitters and full checksum computation, so incremental updates are checked too.
 
+#[allow(dead_code)]
+#[path = "../src/wire/fixtures.rs"]
+mod fixtures;
+
 use std::net::{IpAddr, SocketAddr};
 
 use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Packet, Ipv6Packet, UdpPacket};
@@ -693,7 +697,7 @@ fn xlb_answers_arp_ndp_and_echo_for_its_vips() {
 
 #[test]
 fn icmp_errors_about_a_vip_flow_go_to_its_backend() {
-    use xlb::wire::fixtures::{ICMP4_FRAG_NEEDED, ICMP6_PTB};
+    use fixtures::{ICMP4_FRAG_NEEDED, ICMP6_PTB};
     let mut harness = harness();
     for (description, input) in [
         (
@@ -717,7 +721,7 @@ fn icmp_errors_about_a_vip_flow_go_to_its_backend() {
 
 #[test]
 fn neighbor_solicitation_for_a_vip_is_answered() {
-    use xlb::wire::fixtures::NDP_NS;
+    use fixtures::NDP_NS;
     let mut harness = harness();
     let (verdict, out) = harness.run_frame(&NDP_NS, 1);
     assert_eq!(verdict, Verdict::Forward(0));

@@ -2,10 +2,14 @@
 //! the header parse, the ICMP error quote, the VIP replies or the encapsulations, and what
 //! they return stays inside the buffer.
 
+#[allow(dead_code)]
+#[path = "../src/wire/fixtures.rs"]
+mod fixtures;
+
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
-use xlb::wire::{encap, fixtures, headers, reply};
+use xlb::wire::{encap, headers, reply};
 
 const SEEDS: [&[u8]; 13] = [
     &fixtures::TCP4_VLAN,

@@ -13,6 +13,7 @@ use core::fmt;
 
 pub mod checksum;
 pub mod encap;
+#[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod frames;
 pub mod headers;
