@@ -244,8 +244,16 @@ impl FrameWriter {
         }
         .to_bytes();
         match self.spec.proto {
-            Proto::Sctp => self.patch_sctp(template, out, src, port, flow, seq, &stamp),
-            Proto::SctpInit => self.patch_sctp_init(template, out, src, port, flow, &stamp),
+            // DATA under the association's tag, its TSN following the sequence number.
+            Proto::Sctp => {
+                let tag = TrafficSpec::sctp_tag(flow);
+                self.patch_sctp(template, out, src, port, tag, seq as u32, &stamp)
+            }
+            //# RFC 9260 §3.3.2: The Initiate Tag is allowed to have any value except 0.
+            Proto::SctpInit => {
+                let initiate_tag = (flow.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32 | 1;
+                self.patch_sctp(template, out, src, port, 0, initiate_tag, &stamp)
+            }
             _ => self.patch_tcp_udp(template, out, src, port, &stamp),
         }
         len
@@ -293,26 +301,8 @@ impl FrameWriter {
         out[template.stamp_at..template.stamp_at + STAMP_LEN].copy_from_slice(stamp);
     }
 
-    #[inline]
-    fn patch_sctp_init(
-        &self,
-        template: &Template,
-        out: &mut [u8],
-        src: IpAddr,
-        port: u16,
-        flow: u64,
-        stamp: &[u8; STAMP_LEN],
-    ) {
-        self.patch_ip(template, out, src);
-        out[template.stamp_at..template.stamp_at + STAMP_LEN].copy_from_slice(stamp);
-        let mut packet = sctp::Packet::new_unchecked(&mut out[template.l4_at..]);
-        packet.set_src_port(port);
-        //# RFC 9260 §3.3.2: The Initiate Tag is allowed to have any value except 0.
-        let initiate_tag = (flow.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32 | 1;
-        packet.chunk_bytes_mut()[4..8].copy_from_slice(&initiate_tag.to_be_bytes());
-        packet.fill_checksum();
-    }
-
+    /// Patches an SCTP template: source, port, verification tag and the chunk's first
+    /// 32-bit field (a DATA chunk's TSN, an INIT's Initiate Tag), then the CRC32c.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn patch_sctp(
@@ -321,18 +311,16 @@ impl FrameWriter {
         out: &mut [u8],
         src: IpAddr,
         port: u16,
-        flow: u64,
-        seq: u64,
+        verification_tag: u32,
+        chunk_word: u32,
         stamp: &[u8; STAMP_LEN],
     ) {
         self.patch_ip(template, out, src);
         out[template.stamp_at..template.stamp_at + STAMP_LEN].copy_from_slice(stamp);
         let mut packet = sctp::Packet::new_unchecked(&mut out[template.l4_at..]);
         packet.set_src_port(port);
-        packet.set_verification_tag(TrafficSpec::sctp_tag(flow));
-        // DATA's TSN follows the sequence number; one stream, unordered is not needed.
-        let chunk = packet.chunk_bytes_mut();
-        chunk[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
+        packet.set_verification_tag(verification_tag);
+        packet.chunk_bytes_mut()[4..8].copy_from_slice(&chunk_word.to_be_bytes());
         //# RFC 9260 §6.8: the CRC32c covers the whole SCTP packet, common header with
         //# the checksum field zeroed and all chunks.
         packet.fill_checksum();
