@@ -22,3 +22,6 @@ trap 'rm -f "$log"' EXIT
 cargo test --locked --all-targets --no-fail-fast 2>&1 | tee "$log"
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+# A bounded run of every cargo-fuzz target (nightly; scripts/fuzz.sh installs it), from
+# the committed seeds: FUZZ_SECONDS each, 20 unless set.
+./scripts/fuzz.sh
