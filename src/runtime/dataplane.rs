@@ -140,12 +140,7 @@ impl Dataplane {
             return Err(DataplaneError::Capabilities(missing));
         }
         loader::load(&table.dataplane.pipeline)?;
-        let interfaces: Vec<String> = table
-            .dataplane
-            .interfaces
-            .iter()
-            .map(|i| i.name.clone())
-            .collect();
+        let interfaces = interface_names(table);
         for name in &interfaces {
             if !Path::new("/sys/class/net").join(name).exists() {
                 return Err(DataplaneError::Interface {
@@ -173,12 +168,7 @@ impl Dataplane {
         plan: WorkerPlan,
         build: &BuildSnapshot<'_>,
     ) -> Result<Dataplane, DataplaneError> {
-        let interfaces: Vec<String> = table
-            .dataplane
-            .interfaces
-            .iter()
-            .map(|i| i.name.clone())
-            .collect();
+        let interfaces = interface_names(table);
 
         let mut replicas: Vec<Replica> = Vec::new();
         for (node, cpu) in plan.workers.iter().map(|w| (w.numa_node, w.cpu)) {
@@ -467,6 +457,12 @@ fn socket_specs(table: &ServiceTable, assignment: &WorkerAssignment) -> Vec<Sock
             }
         })
         .collect()
+}
+
+/// The names of the dataplane's interfaces, by port index.
+fn interface_names(table: &ServiceTable) -> Vec<String> {
+    let interfaces = &table.dataplane.interfaces;
+    interfaces.iter().map(|i| i.name.clone()).collect()
 }
 
 /// Each worker's share of the configured flow-table capacity.
