@@ -23,37 +23,9 @@ pub const XLB_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 /// The MAC clients send from.
 pub const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 
-/// The table of `tests/pipeline_fixtures.rs`: every protocol and forwarding mode, one
-/// backend per service.
-pub const TABLE: &str = r#"version: 1
-dataplane:
-  interfaces: [{ name: eth0 }]
-  maglev_table_size: 251
-  encapsulation: { source_v4: 198.18.0.2, source_v6: "2001:db8::2", gue_port: 6080 }
-  nat: { addresses: [198.18.0.3, "2001:db8::3"], port_range: [20000, 20099] }
-services:
-  - { name: tcp-dsr, vips: [198.18.100.10, "2001:db8:100::10"], protocol: tcp, ports: [80], forwarding: dsr,
-      source_ranges: [198.18.0.0/16, "2001:db8::/32"],
-      backends: [{ name: b1, address: 198.18.1.11, mac: "02:00:00:00:01:11" }] }
-  - { name: udp-dsr, vips: [198.18.100.10, "2001:db8:100::10"], protocol: udp, ports: [53], forwarding: dsr,
-      backends: [{ name: b1, address: 198.18.1.11, mac: "02:00:00:00:01:11" }] }
-  - { name: tcp-ipip, vips: [198.18.100.11], protocol: tcp, ports: [80], forwarding: ipip,
-      backends: [{ name: b2, address: 198.18.1.12, mac: "02:00:00:00:01:12" }] }
-  - { name: tcp-ip6ip6, vips: ["2001:db8:100::11"], protocol: tcp, ports: [80], forwarding: ipip,
-      backends: [{ name: b2, address: "2001:db8::1:12", mac: "02:00:00:00:01:12" }] }
-  - { name: udp-gue, vips: [198.18.100.12, "2001:db8:100::12"], protocol: udp, ports: [9000], forwarding: gue,
-      backends: [{ name: b3, address: "2001:db8::1:13", mac: "02:00:00:00:01:13" }] }
-  - { name: tcp-nat, vips: [198.18.100.13], protocol: tcp, ports: [8080], forwarding: nat,
-      backends: [{ name: b1, address: 198.18.1.11, mac: "02:00:00:00:01:11" }] }
-  - { name: udp-nat6, vips: ["2001:db8:100::13"], protocol: udp, ports: [5353], forwarding: nat,
-      backends: [{ name: b2, address: "2001:db8::1:12", mac: "02:00:00:00:01:12" }] }
-  - { name: sctp-dsr, vips: [198.18.100.20, 198.18.101.20, "2001:db8:100::20"], protocol: sctp, ports: [38412], forwarding: dsr,
-      backends: [{ name: b1, address: 198.18.1.11, mac: "02:00:00:00:01:11" }] }
-  - { name: sctp-ipip, vips: [198.18.100.21], protocol: sctp, ports: [38412], forwarding: ipip,
-      backends: [{ name: b2, address: 198.18.1.12, mac: "02:00:00:00:01:12" }] }
-  - { name: sctp-gue, vips: [198.18.100.22], protocol: sctp, ports: [38412], forwarding: gue,
-      backends: [{ name: b3, address: 198.18.1.13, mac: "02:00:00:00:01:13" }] }
-"#;
+/// The table of `tests/pipeline_fixtures.rs` (tests/fixtures/pipeline.yaml): every
+/// protocol and forwarding mode, one backend per service.
+pub const TABLE: &str = include_str!("../../tests/fixtures/pipeline.yaml");
 
 /// [`TABLE`] after a reload: services reordered, the SCTP and NAT backends replaced (their
 /// associations and sessions lose their backend), `udp-nat6` removed, `udp-dsr` gaining a
