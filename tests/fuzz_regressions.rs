@@ -107,3 +107,12 @@ fn seed_formats_round_trip() {
     assert_eq!(SctpSpec::decode(&mut Input::new(&bytes)), spec);
     xlb_fuzz::wire::check_sctp_roundtrip(&spec, &spec.to_bytes());
 }
+
+/// wire_reply found it: an ICMPv4 echo request whose message is all zero but for its type
+/// and checksum. The reply's incrementally updated checksum came out 0x0000, which a
+/// receiver rejects, instead of 0xffff ("ICMP checksum of the echo reply", left 0, right
+/// 65535). The echo reply's checksum is now computed afresh.
+#[test]
+fn an_all_zero_echo_request_gets_a_valid_reply_checksum() {
+    xlb_fuzz::wire::reply(&hex("2002000000000202009d00001008004500001c0000400040014aa8c612040ac612640a0800f7ff00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000ffffffffffffffffffffffffff1c0000400040014aa8c612040ac612640a08fffffd00010001"));
+}

@@ -138,7 +138,8 @@ fn icmp_request<'a>(
     }
 }
 
-/// Replace the type of an ICMP message whose code is 0, updating its checksum.
+/// Replace the type of an ICMPv6 message whose code is 0, updating its checksum (the
+/// pseudo-header's addresses keep the covered sum away from the ambiguous zero).
 #[inline]
 fn set_icmp_type(icmp: &mut [u8], old: u8, new: u8) {
     icmp[0] = new;
@@ -172,7 +173,14 @@ pub fn icmpv4_echo_reply(frame: &mut [u8], headers: &Headers) -> Result<usize> {
     header[8] = ECHO_REPLY_TTL;
     let sum = checksum::ipv4_header(header);
     header[10..12].copy_from_slice(&sum.to_be_bytes());
-    set_icmp_type(&mut frame[l4..end], ICMPV4_ECHO_REQUEST, ICMPV4_ECHO_REPLY);
+    // ICMPv4 has no pseudo-header: the checksum is computed afresh. An incremental
+    // update cannot tell an all-zero message's checksum (0xffff) from 0x0000, which a
+    // receiver rejects; the message is short and this is not the forwarding path.
+    let icmp = &mut frame[l4..end];
+    icmp[0] = ICMPV4_ECHO_REPLY;
+    icmp[2..4].fill(0);
+    let sum = !checksum::sum(icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
     swap_macs(frame);
     Ok(pad(frame, end))
 }
