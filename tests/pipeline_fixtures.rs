@@ -12,7 +12,9 @@ mod fixtures;
 
 use std::net::{IpAddr, SocketAddr};
 
-use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Packet, Ipv6Packet, UdpPacket};
+use smoltcp::wire::{
+    Icmpv4Packet, Icmpv6Packet, IpAddress, IpProtocol, Ipv4Packet, Ipv6Packet, UdpPacket,
+};
 use xlb::config;
 use xlb::lb::hash::flow_hash;
 use xlb::lb::snapshot::StaticResolver;
@@ -619,6 +621,111 @@ fn frag_needed_quoting_sctp(vip: &str, client: &str, sport: u16, dport: u16, tag
             bytes: &icmp,
         },
     )
+}
+
+/// A TCP segment of `ip_len` bytes of IP packet from `src` to `dst`.
+fn full_size(src: &str, dst: &str, ip_len: usize) -> Vec<u8> {
+    let header = if addr(src).is_ipv4() {
+        20 + 20
+    } else {
+        40 + 20
+    };
+    frame(
+        src,
+        dst,
+        Transport::Tcp {
+            flags: tcp_flags::ACK,
+            payload: &vec![0x5a; ip_len - header],
+        },
+    )
+}
+
+/// The fixture ports' MTU (the static resolver's Ethernet default).
+const MTU: usize = 1500;
+
+#[test]
+fn packets_too_big_for_the_tunnel_are_answered_with_icmp_errors() {
+    let mut harness = harness();
+    // IPv4 with DF (the frame builder sets it), ipip adds 20 bytes: 1480 fit, 1481 do not.
+    let fits = full_size("198.18.0.10:40002", "198.18.100.11:80", MTU - 20);
+    let (v, out) = harness.run_frame(&fits, 1);
+    assert_eq!(v, Verdict::Forward(0));
+    assert_eq!(out.len(), 14 + MTU, "encapsulated to exactly the MTU");
+
+    let big = full_size("198.18.0.10:40002", "198.18.100.11:80", MTU - 19);
+    let (v, out) = harness.run_frame(&big, 1);
+    assert_eq!(
+        v,
+        Verdict::Forward(0),
+        "the error leaves by the ingress port"
+    );
+    assert_eq!(&out[..6], &CLIENT_MAC, "back to the sender");
+    assert_eq!(&out[6..12], &XLB_MAC);
+    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert!(ip.verify_checksum());
+    assert_eq!(ip.src_addr().to_string(), "198.18.100.11", "from the VIP");
+    assert_eq!(ip.dst_addr().to_string(), "198.18.0.10");
+    assert_eq!(ip.next_header(), IpProtocol::Icmp);
+    assert_eq!(ip.total_len(), 576, "RFC 1812: at most 576 bytes");
+    let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
+    assert!(icmp.verify_checksum());
+    assert_eq!((u8::from(icmp.msg_type()), icmp.msg_code()), (3, 4));
+    assert_eq!(&ip.payload()[6..8], &1480u16.to_be_bytes(), "next-hop MTU");
+    assert_eq!(
+        &ip.payload()[8..],
+        &big[14..14 + 576 - 28],
+        "the packet, quoted"
+    );
+
+    // Without DF no error may be sent: dropped and counted.
+    let mut no_df = big.clone();
+    let mut ipv4 = Ipv4Packet::new_unchecked(&mut no_df[14..]);
+    ipv4.set_dont_frag(false);
+    ipv4.fill_checksum();
+    assert_eq!(
+        harness.run_frame(&no_df, 1).0,
+        Verdict::Drop(DropReason::MtuExceeded)
+    );
+
+    // IPv6 in IPv6 adds 40 bytes: Packet Too Big with 1460.
+    let big6 = full_size("[2001:db8::10]:40002", "[2001:db8:100::11]:80", MTU);
+    let (v, out) = harness.run_frame(&big6, 1);
+    assert_eq!(v, Verdict::Forward(0));
+    assert_eq!(&out[..6], &CLIENT_MAC);
+    let ip6 = Ipv6Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!(ip6.src_addr().to_string(), "2001:db8:100::11");
+    assert_eq!(ip6.dst_addr().to_string(), "2001:db8::10");
+    assert_eq!(ip6.next_header(), IpProtocol::Icmpv6);
+    assert_eq!(
+        40 + ip6.payload_len() as usize,
+        1280,
+        "RFC 4443: at most 1280 bytes"
+    );
+    let icmp6 = Icmpv6Packet::new_checked(ip6.payload()).unwrap();
+    assert!(icmp6.verify_checksum(&ip6.src_addr(), &ip6.dst_addr()));
+    assert_eq!(u8::from(icmp6.msg_type()), 2);
+    assert_eq!(&ip6.payload()[4..8], &1460u32.to_be_bytes(), "MTU");
+    assert_eq!(&ip6.payload()[8..], &big6[14..14 + 1280 - 48]);
+
+    // GUE over IPv6 adds 40 + 8 + 4 bytes in front of an IPv4 client's packet.
+    let (v, out) = harness.run_frame(
+        &frame(
+            "198.18.0.10:5003",
+            "198.18.100.12:9000",
+            Transport::Udp {
+                payload: &[0; MTU - 28],
+            },
+        ),
+        1,
+    );
+    assert_eq!(v, Verdict::Forward(0));
+    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!(&ip.payload()[6..8], &(MTU as u16 - 52).to_be_bytes());
+
+    // DSR and NAT add nothing: a full-size packet goes through.
+    let dsr = full_size("198.18.0.10:40003", "198.18.100.10:80", MTU);
+    assert_eq!(harness.run_frame(&dsr, 1).0, Verdict::Forward(0));
+    assert_eq!(harness.worker.counters.icmp_too_big, 3);
 }
 
 #[test]

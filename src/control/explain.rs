@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use crate::config::{Backend, Forwarding, Protocol, ServiceTable};
-use crate::lb::snapshot::{NextHop, NextHopResolver};
+use crate::lb::snapshot::{NextHop, NextHopResolver, ETHERNET_MTU};
 use crate::lb::verdict::{PortId, Verdict};
 use crate::pipeline::offline::{OfflineError, OfflinePipeline};
 use crate::pipeline::stage::Target;
@@ -90,6 +90,11 @@ impl NextHopResolver for ExplainResolver {
 
     fn port_mac(&self, _port: PortId) -> [u8; 6] {
         [0; 6]
+    }
+
+    /// A flow's first packet is small: the MTU never decides its fate.
+    fn port_mtu(&self, _port: PortId) -> u32 {
+        ETHERNET_MTU
     }
 }
 

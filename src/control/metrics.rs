@@ -300,6 +300,13 @@ impl SourcesCollector {
             "Bytes transmitted by the worker.",
             each(|s| read(&s.tx_bytes)),
         )?;
+        counters(
+            encoder,
+            "xlb_icmp_too_big",
+            "Packets too big for the egress link once forwarded, answered with ICMP \
+             fragmentation needed or Packet Too Big.",
+            each(|s| read(&s.icmp_too_big)),
+        )?;
         let drops = workers.iter().flat_map(|(labels, stats)| {
             DropReason::ALL.iter().map(move |reason| {
                 let mut series = labels.labels();

@@ -28,6 +28,8 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr as NetlinkAddr};
 
+use crate::lb::snapshot::ETHERNET_MTU;
+
 /// How often the neighbour table is re-read while waiting for resolution.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// How often the probe datagram is re-sent while the entry stays unresolved.
@@ -163,6 +165,11 @@ pub fn interface_mac(ifname: &str) -> Result<[u8; 6], NeighborError> {
     Ok(RouteSocket::open()?.link_by_name(ifname)?.mac)
 }
 
+/// MTU of interface `ifname`: the largest IP packet it sends.
+pub fn interface_mtu(ifname: &str) -> Result<u32, NeighborError> {
+    Ok(RouteSocket::open()?.link_by_name(ifname)?.mtu)
+}
+
 /// Every IPv4 and IPv6 address configured on interface `ifname`.
 pub fn interface_addrs(ifname: &str) -> Result<Vec<IpAddr>, NeighborError> {
     let netlink = RouteSocket::open()?;
@@ -231,6 +238,8 @@ struct Link {
     name: String,
     /// Interface MAC.
     mac: [u8; 6],
+    /// Interface MTU.
+    mtu: u32,
 }
 
 /// One neighbour-table entry for the next hop.
@@ -497,7 +506,15 @@ impl RouteSocket {
             .ok_or(NeighborError::NotEthernet {
                 ifname: name.clone(),
             })?;
-        Ok(Link { name, mac })
+        let mtu = link
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Mtu(mtu) => Some(*mtu),
+                _ => None,
+            })
+            .unwrap_or(ETHERNET_MTU);
+        Ok(Link { name, mac, mtu })
     }
 
     /// One `RTM_GETLINK` answer.

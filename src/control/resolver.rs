@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::config::{Backend, ServiceTable};
 use crate::control::neighbor;
-use crate::lb::snapshot::{NextHop, NextHopResolver};
+use crate::lb::snapshot::{NextHop, NextHopResolver, ETHERNET_MTU};
 use crate::lb::verdict::PortId;
 
 /// A backend whose next hop could not be found; reported, and its packets are counted
@@ -30,6 +30,7 @@ const PARALLEL_RESOLUTIONS: usize = 32;
 /// Next hops resolved for every backend of a table.
 pub struct KernelResolver {
     port_macs: Vec<[u8; 6]>,
+    port_mtus: Vec<u32>,
     hops: HashMap<IpAddr, NextHop>,
 }
 
@@ -50,6 +51,10 @@ impl KernelResolver {
         let port_macs = names
             .iter()
             .map(|name| neighbor::interface_mac(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let port_mtus = names
+            .iter()
+            .map(|name| neighbor::interface_mtu(name))
             .collect::<Result<Vec<_>, _>>()?;
         let mut seen = std::collections::HashSet::new();
         let backends: Vec<&Backend> = table
@@ -91,7 +96,14 @@ impl KernelResolver {
                 }
             }
         }
-        Ok((KernelResolver { port_macs, hops }, unresolved))
+        Ok((
+            KernelResolver {
+                port_macs,
+                port_mtus,
+                hops,
+            },
+            unresolved,
+        ))
     }
 }
 
@@ -138,5 +150,12 @@ impl NextHopResolver for KernelResolver {
             .get(port as usize)
             .copied()
             .unwrap_or_default()
+    }
+
+    fn port_mtu(&self, port: PortId) -> u32 {
+        self.port_mtus
+            .get(port as usize)
+            .copied()
+            .unwrap_or(ETHERNET_MTU)
     }
 }

@@ -20,6 +20,7 @@ use crate::control::neighbor::NeighborError;
 use crate::control::notify::{Notifier, NotifyError};
 use crate::control::resolver::{KernelResolver, Unresolved};
 use crate::lb::snapshot::{DownBackends, NextHopResolver, Snapshot};
+use crate::lb::verdict::PortId;
 use crate::runtime::dataplane::{Dataplane, DataplaneError};
 
 /// How long a missing neighbour entry is probed for at start and on reload.
@@ -220,8 +221,9 @@ impl Supervisor {
             .collect()
     }
 
-    /// Re-resolves backends' next hops; republishes when one appeared or changed (a
-    /// backend that came up, a replaced host with a new MAC).
+    /// Re-resolves backends' next hops and reads the ports' MTUs; republishes when a hop
+    /// appeared or changed (a backend that came up, a replaced host with a new MAC) or an
+    /// MTU changed.
     pub fn refresh_next_hops(&mut self) -> Result<(), RunError> {
         let (resolver, unresolved) = KernelResolver::resolve(&self.table, REFRESH_TIMEOUT)?;
         let current = self.dataplane.snapshot();
@@ -237,10 +239,15 @@ impl Supervisor {
                     .and_then(|e| e.next_hop);
                 now != resolver.next_hop(b)
             });
-        if changed {
+        let mtus: Vec<u32> = (0..current.port_mtus().len())
+            .map(|port| resolver.port_mtu(port as PortId))
+            .collect();
+        let mtu_changed = mtus != current.port_mtus();
+        if changed || mtu_changed {
             info!(
                 unresolved = unresolved.len(),
-                "next hops changed; republishing"
+                ?mtus,
+                "next hops or MTUs changed; republishing"
             );
             self.resolver = resolver;
             self.republish()?;

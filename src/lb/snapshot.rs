@@ -52,6 +52,8 @@ pub trait NextHopResolver {
     fn next_hop(&self, backend: &Backend) -> Option<NextHop>;
     /// Our MAC address on a port (used for ARP/NDP answers).
     fn port_mac(&self, port: PortId) -> [u8; 6];
+    /// The MTU of a port: the largest IP packet it sends.
+    fn port_mtu(&self, port: PortId) -> u32;
 }
 
 /// One backend as the fast path sees it.
@@ -182,6 +184,7 @@ pub struct Snapshot {
     backends: Vec<Option<BackendEntry>>,
     vips: FxHashSet<IpAddr>,
     port_macs: Vec<[u8; 6]>,
+    port_mtus: Vec<u32>,
     encapsulation: Encapsulation,
     maglev_size: u32,
 }
@@ -392,6 +395,9 @@ impl Snapshot {
         let port_macs = (0..table.dataplane.interfaces.len())
             .map(|port| resolver.port_mac(port as PortId))
             .collect();
+        let port_mtus = (0..table.dataplane.interfaces.len())
+            .map(|port| resolver.port_mtu(port as PortId))
+            .collect();
         Ok(Snapshot {
             generation,
             next_service_id: identities.next_service_id,
@@ -400,6 +406,7 @@ impl Snapshot {
             backends,
             vips,
             port_macs,
+            port_mtus,
             encapsulation: table.dataplane.encapsulation.clone(),
             maglev_size: table.dataplane.maglev_table_size,
         })
@@ -466,6 +473,20 @@ impl Snapshot {
             .unwrap_or_default()
     }
 
+    /// The MTU of a port, as last read from the kernel.
+    #[inline]
+    pub fn port_mtu(&self, port: PortId) -> u32 {
+        self.port_mtus
+            .get(port as usize)
+            .copied()
+            .unwrap_or(ETHERNET_MTU)
+    }
+
+    /// The MTU of every port, by port index.
+    pub fn port_mtus(&self) -> &[u32] {
+        &self.port_mtus
+    }
+
     /// Outer source addresses and GUE port for encapsulation.
     #[inline]
     pub fn encapsulation(&self) -> &Encapsulation {
@@ -477,6 +498,9 @@ impl Snapshot {
         self.maglev_size
     }
 }
+
+/// The Ethernet MTU (RFC 894), assumed where the kernel was not asked.
+pub const ETHERNET_MTU: u32 = 1500;
 
 /// A resolver that uses only the config: backend MACs from `mac:`, port MACs given.
 /// Used by `xlb explain`, tests and benches; the dataplane adds kernel neighbours.
@@ -501,6 +525,11 @@ impl NextHopResolver for StaticResolver {
             .get(port as usize)
             .copied()
             .unwrap_or_default()
+    }
+
+    /// The config names no MTUs: every port is plain Ethernet.
+    fn port_mtu(&self, _port: PortId) -> u32 {
+        ETHERNET_MTU
     }
 }
 

@@ -28,6 +28,9 @@ pub enum DropReason {
     BackendUnresolved,
     /// The frame would not fit in its buffer after encapsulation.
     TooBig,
+    /// The packet would exceed the egress MTU and may not be answered with an ICMP error
+    /// (IPv4 without DF, an ICMP error itself, IPv6 needing an MTU below 1280).
+    MtuExceeded,
     /// A non-INIT SCTP packet whose association is unknown (never hashed: it would
     /// make the wrong backend abort the association).
     SctpUnknownAssociation,
@@ -59,7 +62,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 20] = [
+    pub const ALL: [DropReason; 21] = [
         DropReason::Malformed,
         DropReason::UnsupportedProtocol,
         DropReason::IpFragment,
@@ -68,6 +71,7 @@ impl DropReason {
         DropReason::NoBackend,
         DropReason::BackendUnresolved,
         DropReason::TooBig,
+        DropReason::MtuExceeded,
         DropReason::SctpUnknownAssociation,
         DropReason::SctpMalformed,
         DropReason::SctpTableFull,
@@ -96,6 +100,7 @@ impl DropReason {
             DropReason::NoBackend => "no_backend",
             DropReason::BackendUnresolved => "backend_unresolved",
             DropReason::TooBig => "too_big",
+            DropReason::MtuExceeded => "mtu_exceeded",
             DropReason::SctpUnknownAssociation => "sctp_unknown_association",
             DropReason::SctpMalformed => "sctp_malformed",
             DropReason::SctpTableFull => "sctp_table_full",

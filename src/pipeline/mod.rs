@@ -30,6 +30,9 @@ pub struct WorkerCounters {
     pub tx_bytes: u64,
     /// Drops by [`DropReason`] index.
     pub drops: [u64; DropReason::COUNT],
+    /// Packets too big for their egress link, answered with ICMP "fragmentation needed"
+    /// or Packet Too Big (counted in `tx_packets` as the error they became).
+    pub icmp_too_big: u64,
     /// Packets forwarded to each backend, by [`crate::lb::snapshot::BackendId`].
     pub backend_packets: Box<[u64]>,
     /// Bytes forwarded to each backend (as rewritten), by backend id.
@@ -44,6 +47,7 @@ impl Default for WorkerCounters {
             tx_packets: 0,
             tx_bytes: 0,
             drops: [0; DropReason::COUNT],
+            icmp_too_big: 0,
             backend_packets: vec![0; MAX_BACKENDS].into_boxed_slice(),
             backend_bytes: vec![0; MAX_BACKENDS].into_boxed_slice(),
         }

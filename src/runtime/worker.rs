@@ -49,6 +49,8 @@ pub struct WorkerStats {
     pub tx_bytes: AtomicU64,
     /// Drops by [`DropReason`] index.
     pub drops: [AtomicU64; DropReason::COUNT],
+    /// Packets too big for their egress link, answered with an ICMP error.
+    pub icmp_too_big: AtomicU64,
     /// Forwarded frames that found their TX ring full.
     pub tx_ring_full: AtomicU64,
     /// Batches after which the fill ring was empty.
@@ -82,6 +84,7 @@ impl Default for WorkerStats {
             tx_packets: AtomicU64::default(),
             tx_bytes: AtomicU64::default(),
             drops: Default::default(),
+            icmp_too_big: AtomicU64::default(),
             tx_ring_full: AtomicU64::default(),
             fill_ring_empty: AtomicU64::default(),
             wakeups: AtomicU64::default(),
@@ -110,6 +113,7 @@ impl WorkerStats {
         set(&self.rx_bytes, c.rx_bytes);
         set(&self.tx_packets, c.tx_packets);
         set(&self.tx_bytes, c.tx_bytes);
+        set(&self.icmp_too_big, c.icmp_too_big);
         for (slot, value) in self.drops.iter().zip(c.drops.iter()) {
             set(slot, *value);
         }

@@ -202,8 +202,9 @@ fn make_room(
     l3_offset + outer_len + inner.len
 }
 
-/// Write a 20-byte outer IPv4 header into `header`; `inner_packet` bounded `payload_len`.
-fn emit_ipv4(
+/// Write a 20-byte IPv4 header (DF set, id 0) into `header`; the caller bounds
+/// `payload_len` (for encapsulation, `inner_packet` did).
+pub(super) fn emit_ipv4(
     header: &mut [u8],
     src: Ipv4Addr,
     dst: Ipv4Addr,
@@ -235,8 +236,9 @@ fn emit_ipv4(
     Ipv4Packet::new_unchecked(&mut header[..IPV4_HEADER_LEN]).set_checksum(sum);
 }
 
-/// Write a 40-byte outer IPv6 header into `header`; `inner_packet` bounded `payload_len`.
-fn emit_ipv6(
+/// Write a 40-byte IPv6 header into `header`; the caller bounds `payload_len` (for
+/// encapsulation, `inner_packet` did).
+pub(super) fn emit_ipv6(
     header: &mut [u8],
     src: Ipv6Addr,
     dst: Ipv6Addr,

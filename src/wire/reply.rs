@@ -1,5 +1,6 @@
-//! In-place answers the dataplane gives for its VIPs: ARP replies, ICMP echo replies and
-//! NDP neighbour advertisements. Pure frame transforms: the caller decides whether the
+//! In-place answers the dataplane gives for its VIPs: ARP replies, ICMP echo replies,
+//! NDP neighbour advertisements, and the ICMP errors telling a sender that its packet does
+//! not fit the path to the backend (fragmentation needed, Packet Too Big). Pure frame transforms: the caller decides whether the
 //! address asked about is a VIP and sends the result.
 //!
 //! `frame` is the frame buffer, which may be longer than the received frame (a whole UMEM
@@ -30,8 +31,23 @@ const NDP_FLAG_SOLICITED: u8 = 0x40;
 const NDP_FLAG_OVERRIDE: u8 = 0x20;
 /// Hop limit of NDP messages (RFC 4861 §7.1.1) and of the NDP replies.
 const NDP_HOP_LIMIT: u8 = 255;
-/// TTL / hop limit of echo replies: a fresh packet from this host (RFC 1700 default).
-const ECHO_REPLY_TTL: u8 = 64;
+/// TTL / hop limit of echo replies and errors: a fresh packet from this host (RFC 1700
+/// default).
+const REPLY_TTL: u8 = 64;
+const ICMPV4_DESTINATION_UNREACHABLE: u8 = 3;
+const ICMPV4_FRAGMENTATION_NEEDED: u8 = 4;
+const ICMPV6_PACKET_TOO_BIG: u8 = 2;
+/// Type, code, checksum and the 4-byte field (unused + next-hop MTU, or MTU) of an ICMP
+/// error, before the quoted packet.
+const ICMP_ERROR_HEADER_LEN: usize = 8;
+//# RFC 1812 §4.3.2.3: the ICMP datagram SHOULD contain as much of the original datagram
+//# as possible without the length of the ICMP datagram exceeding 576 bytes.
+const ICMPV4_ERROR_MAX_LEN: usize = 576;
+//# RFC 4443 §2.4 (c): as much of invoking packet as possible without the ICMPv6 packet
+//# exceeding the minimum IPv6 MTU.
+const ICMPV6_ERROR_MAX_LEN: usize = 1280;
+/// IPv4 flags/fragment-offset word: Don't Fragment.
+const IPV4_DONT_FRAGMENT: u8 = 0x40;
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 /// Ethernet address of ff02::1 (RFC 2464 §7: 33:33 and the low 32 bits).
 const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
@@ -170,7 +186,7 @@ pub fn icmpv4_echo_reply(frame: &mut [u8], headers: &Headers) -> Result<usize> {
     //# type code changed to 0, and the checksum recomputed.
     let (src, dst) = header[12..20].split_at_mut(4);
     src.swap_with_slice(dst);
-    header[8] = ECHO_REPLY_TTL;
+    header[8] = REPLY_TTL;
     let sum = checksum::ipv4_header(header);
     header[10..12].copy_from_slice(&sum.to_be_bytes());
     // ICMPv4 has no pseudo-header: the checksum is computed afresh. An incremental
@@ -208,11 +224,146 @@ pub fn icmpv6_echo_reply(frame: &mut [u8], headers: &Headers) -> Result<usize> {
     let header = &mut frame[l3..l4];
     let (src, dst) = header[8..40].split_at_mut(16);
     src.swap_with_slice(dst);
-    header[7] = ECHO_REPLY_TTL;
+    header[7] = REPLY_TTL;
     // The pseudo-header sum does not change when source and destination swap.
     set_icmp_type(&mut frame[l4..end], ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY);
     swap_macs(frame);
     Ok(pad(frame, end))
+}
+
+/// Whether the IPv4 packet parsed as `headers` has Don't Fragment set: only then may a
+/// router answer a packet too big for the next link with "fragmentation needed".
+#[inline]
+pub fn ipv4_dont_fragment(frame: &[u8], headers: &Headers) -> bool {
+    headers.l3 == L3::Ipv4
+        && frame
+            .get(usize::from(headers.l3_offset) + 6)
+            .is_some_and(|flags| flags & IPV4_DONT_FRAGMENT != 0)
+}
+
+/// Turn the IPv4 packet `frame[..len]` (parsed as `headers`) into the ICMP error a router
+/// returns when it is too big for the next link: "fragmentation needed and DF set" with
+/// next-hop MTU `mtu` (RFC 792, RFC 1191 §4), from the packet's destination to its source,
+/// quoting as much of the packet as a 576-byte datagram holds. The Ethernet header (and
+/// VLAN tag) is kept with its MACs swapped, so the error goes back the way it came.
+pub fn icmpv4_fragmentation_needed(
+    frame: &mut [u8],
+    len: usize,
+    headers: &Headers,
+    mtu: u16,
+) -> Result<usize> {
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (headers.src, headers.dst) else {
+        return Err(Error::Unsupported);
+    };
+    let l3 = error_l3_offset(frame, len, headers, IPV4_HEADER_LEN)?;
+    let quote = (len - l3).min(ICMPV4_ERROR_MAX_LEN - IPV4_HEADER_LEN - ICMP_ERROR_HEADER_LEN);
+    let icmp_at = l3 + IPV4_HEADER_LEN;
+    let end = icmp_at + ICMP_ERROR_HEADER_LEN + quote;
+    if end > frame.len() {
+        return Err(Error::Truncated);
+    }
+    frame.copy_within(l3..l3 + quote, icmp_at + ICMP_ERROR_HEADER_LEN);
+    let message_len = ICMP_ERROR_HEADER_LEN + quote;
+    super::encap::emit_ipv4(
+        &mut frame[l3..icmp_at],
+        dst,
+        src,
+        REPLY_TTL,
+        protocol::ICMP,
+        0,
+        message_len,
+    );
+    let icmp = &mut frame[icmp_at..end];
+    //# RFC 1191 §4: the router MUST include the MTU of that next-hop network in the
+    //# low-order 16 bits of the ICMP header field that is labelled "unused".
+    icmp[..8].copy_from_slice(&[
+        ICMPV4_DESTINATION_UNREACHABLE,
+        ICMPV4_FRAGMENTATION_NEEDED,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]);
+    icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
+    let sum = !checksum::sum(icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    swap_macs(frame);
+    Ok(pad(frame, end))
+}
+
+/// Turn the IPv6 packet `frame[..len]` (parsed as `headers`) into the ICMPv6 Packet Too
+/// Big error a router returns for it (RFC 4443 §3.2) with `mtu`, from the packet's
+/// destination to its source, quoting as much as a 1280-byte packet holds. The Ethernet
+/// header is kept with its MACs swapped.
+pub fn icmpv6_packet_too_big(
+    frame: &mut [u8],
+    len: usize,
+    headers: &Headers,
+    mtu: u32,
+) -> Result<usize> {
+    let (IpAddr::V6(src), IpAddr::V6(dst)) = (headers.src, headers.dst) else {
+        return Err(Error::Unsupported);
+    };
+    let l3 = error_l3_offset(frame, len, headers, IPV6_HEADER_LEN)?;
+    let quote = (len - l3).min(ICMPV6_ERROR_MAX_LEN - IPV6_HEADER_LEN - ICMP_ERROR_HEADER_LEN);
+    let icmp_at = l3 + IPV6_HEADER_LEN;
+    let end = icmp_at + ICMP_ERROR_HEADER_LEN + quote;
+    if end > frame.len() {
+        return Err(Error::Truncated);
+    }
+    frame.copy_within(l3..l3 + quote, icmp_at + ICMP_ERROR_HEADER_LEN);
+    super::encap::emit_ipv6(
+        &mut frame[l3..icmp_at],
+        dst,
+        src,
+        REPLY_TTL,
+        protocol::ICMPV6,
+        0,
+        ICMP_ERROR_HEADER_LEN + quote,
+    );
+    let icmp = &mut frame[icmp_at..end];
+    icmp[..4].copy_from_slice(&[ICMPV6_PACKET_TOO_BIG, 0, 0, 0]);
+    icmp[4..8].copy_from_slice(&mtu.to_be_bytes());
+    let sum = checksum::l4(IpAddr::V6(dst), IpAddr::V6(src), protocol::ICMPV6, icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    swap_macs(frame);
+    Ok(pad(frame, end))
+}
+
+/// Start of the IP header of a packet an ICMP error may be sent about: unfragmented, not
+/// itself an ICMP error (RFC 1122 §3.2.2, RFC 4443 §2.4 (e)), with
+/// at least `ip_header_len` bytes of IP header inside `len`.
+fn error_l3_offset(
+    frame: &[u8],
+    len: usize,
+    headers: &Headers,
+    ip_header_len: usize,
+) -> Result<usize> {
+    let l3 = usize::from(headers.l3_offset);
+    if l3 < ETHERNET_HEADER_LEN {
+        return Err(Error::Malformed);
+    }
+    if len > frame.len() || len < l3 + ip_header_len {
+        return Err(Error::Truncated);
+    }
+    // Fragments never reach a backend (counted as `ip_fragment` before balancing).
+    if headers.fragment {
+        return Err(Error::Unsupported);
+    }
+    let kind = frame.get(usize::from(headers.l4_offset)).copied();
+    let is_error = match headers.l4_proto {
+        // Destination unreachable, source quench, redirect, time exceeded, parameter problem.
+        protocol::ICMP => kind.is_none_or(|kind| matches!(kind, 3 | 4 | 5 | 11 | 12)),
+        // RFC 4443 §2.1: error messages have types 0 to 127.
+        protocol::ICMPV6 => kind.is_none_or(|kind| kind < 128),
+        _ => false,
+    };
+    if is_error {
+        return Err(Error::Unsupported);
+    }
+    Ok(l3)
 }
 
 /// Is `addr` a solicited-node multicast address (ff02::1:ffXX:XXXX, RFC 4291 §2.7.1)?

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use crate::config::Forwarding;
 use crate::lb::snapshot::{BackendEntry, NextHop, Snapshot};
-use crate::lb::verdict::{DropReason, Verdict};
+use crate::lb::verdict::{DropReason, PortId, Verdict};
 use crate::pipeline::batch::PacketBuf;
 use crate::pipeline::stage::{Batch, Context, Stage, Target};
 use crate::pipeline::WorkerState;
@@ -13,11 +13,15 @@ use crate::wire::checksum;
 use crate::wire::encap;
 use crate::wire::headers::protocol;
 use crate::wire::headers::{Headers, L3};
+use crate::wire::reply;
+use smoltcp::wire::{IPV4_HEADER_LEN, IPV6_HEADER_LEN, UDP_HEADER_LEN};
 
 /// Hop limit of the outer header we add when encapsulating.
 const OUTER_TTL: u8 = 64;
 /// GUE source ports vary per flow inside the ephemeral range so backends' RSS spreads.
 const GUE_SOURCE_PORT_BASE: u16 = 0xC000;
+/// The IPv6 minimum link MTU (RFC 8200 §5).
+const IPV6_MIN_MTU: usize = 1280;
 
 /// Rewrites frames towards their backend (or, for NAT replies, their client).
 pub struct Rewrite;
@@ -27,7 +31,7 @@ impl Stage for Rewrite {
         "rewrite"
     }
 
-    fn process(&mut self, batch: &mut Batch<'_, '_>, ctx: &Context<'_>, _worker: &mut WorkerState) {
+    fn process(&mut self, batch: &mut Batch<'_, '_>, ctx: &Context<'_>, worker: &mut WorkerState) {
         for i in 0..batch.packets.len() {
             if batch.verdicts[i] != Verdict::Pending {
                 continue;
@@ -39,6 +43,10 @@ impl Stage for Rewrite {
                 Target::Backend { service, backend } => {
                     let forwarding = ctx.snapshot.service(service).forwarding;
                     to_backend(ctx.snapshot, backend).and_then(|(b, hop)| {
+                        let room = room(ctx.snapshot, hop, forwarding, b.address);
+                        if ip_len(&meta.headers) > room {
+                            return refuse_too_big(packet, &meta.headers, room, ctx.ingress);
+                        }
                         forward(
                             ctx.snapshot,
                             packet,
@@ -48,6 +56,7 @@ impl Stage for Rewrite {
                             b,
                             hop,
                         )
+                        .map(Egress::Forward)
                     })
                 }
                 Target::NatOut {
@@ -56,10 +65,14 @@ impl Stage for Rewrite {
                     snat_port,
                 } => to_backend(ctx.snapshot, backend).and_then(|(b, hop)| {
                     let h = &meta.headers;
+                    let room = room(ctx.snapshot, hop, Forwarding::Nat, b.address);
+                    if ip_len(h) > room {
+                        return refuse_too_big(packet, h, room, ctx.ingress);
+                    }
                     let (dst, dst_port) = (b.address, h.dst_port);
                     translate(packet.data_mut(), h, (snat, snat_port), (dst, dst_port))?;
                     set_macs(packet.data_mut(), hop.src_mac, hop.dst_mac);
-                    Ok(hop.port)
+                    Ok(Egress::Forward(hop.port))
                 }),
                 Target::NatBack {
                     vip,
@@ -80,15 +93,79 @@ impl Stage for Rewrite {
                         ctx.snapshot.port_mac(reply_port),
                         reply_mac,
                     );
-                    reply_port
+                    Egress::Forward(reply_port)
                 }),
             };
             batch.verdicts[i] = match outcome {
-                Ok(port) => Verdict::Forward(port),
+                Ok(Egress::Forward(port)) => Verdict::Forward(port),
+                Ok(Egress::Answer(port)) => {
+                    // The frame is an error to the client now, not a packet for the backend.
+                    batch.meta[i].target = Target::None;
+                    worker.counters.icmp_too_big += 1;
+                    Verdict::Forward(port)
+                }
                 Err(reason) => Verdict::Drop(reason),
             };
         }
     }
+}
+
+/// Where a rewritten frame goes.
+enum Egress {
+    /// Towards the backend (or, for NAT replies, the client).
+    Forward(PortId),
+    /// Back to the sender as an ICMP error that replaced the packet.
+    Answer(PortId),
+}
+
+/// The IP packet's length: headers and payload, frame padding excluded.
+#[inline]
+fn ip_len(h: &Headers) -> usize {
+    usize::from(h.l4_offset.saturating_sub(h.l3_offset)) + usize::from(h.l4_len)
+}
+
+/// The largest client packet that still fits the egress link once `forwarding` added its
+/// outer headers for `backend`.
+#[inline]
+fn room(snapshot: &Snapshot, hop: NextHop, forwarding: Forwarding, backend: IpAddr) -> usize {
+    let outer_ip = match backend {
+        IpAddr::V4(_) => IPV4_HEADER_LEN,
+        IpAddr::V6(_) => IPV6_HEADER_LEN,
+    };
+    let overhead = match forwarding {
+        Forwarding::Dsr | Forwarding::Nat => 0,
+        Forwarding::Ipip => outer_ip,
+        Forwarding::Gue => outer_ip + UDP_HEADER_LEN + encap::GUE_HEADER_LEN,
+    };
+    (snapshot.port_mtu(hop.port) as usize).saturating_sub(overhead)
+}
+
+/// Turns a packet too big for the egress link into the ICMP error a router on the path
+/// would send (RFC 1191 §4, RFC 8201 §4), announcing `room`, so the sender's path MTU
+/// discovery shrinks its packets; drops what no error may be sent for. This is how a TCP
+/// flow through an encapsulating service learns the tunnel's smaller MTU (Katran does the
+/// same).
+fn refuse_too_big(
+    packet: &mut PacketBuf<'_>,
+    h: &Headers,
+    room: usize,
+    ingress: PortId,
+) -> Result<Egress, DropReason> {
+    let answered = match h.l3 {
+        L3::Ipv4 if reply::ipv4_dont_fragment(packet.data(), h) => {
+            let mtu = u16::try_from(room).unwrap_or(u16::MAX);
+            reply::icmpv4_fragmentation_needed(packet.buf, packet.len, h, mtu)
+        }
+        //# RFC 8201 §4: a node MUST NOT reduce its estimate of the Path MTU below the
+        //# IPv6 minimum link MTU.
+        L3::Ipv6 if room >= IPV6_MIN_MTU => {
+            let mtu = u32::try_from(room).unwrap_or(u32::MAX);
+            reply::icmpv6_packet_too_big(packet.buf, packet.len, h, mtu)
+        }
+        _ => return Err(DropReason::MtuExceeded),
+    };
+    packet.len = answered.map_err(|_| DropReason::MtuExceeded)?;
+    Ok(Egress::Answer(ingress))
 }
 
 fn to_backend(snapshot: &Snapshot, id: u32) -> Result<(&BackendEntry, NextHop), DropReason> {
@@ -106,7 +183,7 @@ fn forward(
     forwarding: Forwarding,
     backend: &BackendEntry,
     hop: NextHop,
-) -> Result<u8, DropReason> {
+) -> Result<PortId, DropReason> {
     let l3 = h.l3_offset as usize;
     let outer = snapshot.encapsulation();
     let encapsulated = match (forwarding, backend.address) {
