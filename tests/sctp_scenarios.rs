@@ -6,6 +6,7 @@
 use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use xlb::lb::sctp::replica::{Adopted, SctpReplica};
 use xlb::lb::sctp::{
     SctpAssociationState, SctpAssociationTable, SctpConfig, SctpDecision, SctpPath,
 };
@@ -1296,4 +1297,130 @@ fn associations_survive_reloads_that_keep_their_service_and_backend() {
         }
     }
     assert_eq!(table.stats().backend_gone, on_amf1 as u64);
+}
+
+// Replication between nodes (src/lb/sctp/replica.rs): node A saw the handshake, node B
+// adopts what A exports.
+
+/// Everything node A exports now, changes first.
+fn exported(from: &Harness) -> Vec<SctpReplica> {
+    let mut out = Vec::new();
+    from.table.export_changed(&mut out, usize::MAX);
+    out
+}
+
+#[test]
+fn an_adopted_association_routes_a_second_path_on_another_node() {
+    let (a, b) = (Harness::new(16), Harness::new(16));
+    a.establish(&[client(2)]);
+    let replicas = exported(&a);
+    assert_eq!(replicas.len(), 1, "the established association, once");
+    assert_eq!(replicas[0].backend_tag, BACKEND_TAG);
+    assert_eq!(replicas[0].client_tag, Some(CLIENT_TAG));
+    assert!(exported(&a).is_empty(), "exported changes are not repeated");
+
+    // Before adoption, B has never heard of the tag: a miss is never hashed.
+    let a2_to_vip2 = path(client(2), vip(101));
+    assert_eq!(
+        b.decide(&a2_to_vip2, &data(BACKEND_TAG), 2),
+        SctpDecision::Drop(DropReason::SctpUnknownAssociation)
+    );
+    assert_eq!(b.table.adopt(&replicas[0], 3), Adopted::Created);
+    assert_eq!(
+        b.decide(&a2_to_vip2, &data(BACKEND_TAG), 4),
+        forward(MAGLEV_PICK, false)
+    );
+    assert_eq!(b.maglev_calls.get(), 0, "B placed nothing by hash");
+    // The client's tag came along: a reflected ABORT closes it on B too.
+    assert_eq!(
+        b.decide(&a2_to_vip2, &abort(CLIENT_TAG, true), 5),
+        forward(MAGLEV_PICK, false)
+    );
+    assert!(
+        exported(&b).iter().all(|r| r.closing),
+        "B exports only its own change"
+    );
+}
+
+#[test]
+fn address_changes_and_closes_travel_and_duplicates_are_harmless() {
+    let (a, b) = (Harness::new(16), Harness::new(16));
+    a.establish(&[]);
+    let first = exported(&a);
+    let a1 = path(client(1), vip(100));
+    let add = asconf(
+        BACKEND_TAG,
+        client(1),
+        &[(AsconfRequestKind::AddIp, client(3))],
+    );
+    a.decide(&a1, &add, 2);
+    let added = exported(&a);
+    assert_eq!(added[0].addresses.to_vec(), [client(1), client(3)]);
+
+    // Reordered and duplicated: the older replica after the newer one, twice.
+    assert_eq!(b.table.adopt(&added[0], 3), Adopted::Created);
+    assert_eq!(b.table.adopt(&first[0], 3), Adopted::Refreshed);
+    assert_eq!(b.table.adopt(&added[0], 4), Adopted::Refreshed);
+    assert_eq!(b.table.len(), 1);
+    assert_eq!(b.addresses(client(3)), [client(1), client(3)]);
+
+    a.decide(&a1, &shutdown_complete(BACKEND_TAG, false), 5);
+    let closed = exported(&a);
+    assert!(closed[0].closing);
+    assert_eq!(b.table.adopt(&closed[0], 6), Adopted::Refreshed);
+    b.table.expire(6 + LINGER_MS + 1);
+    assert!(
+        b.table.is_empty(),
+        "the close lingers, then frees, on B as on A"
+    );
+}
+
+#[test]
+fn adoption_keeps_the_backend_packets_already_went_to() {
+    let (a, b) = (Harness::new(16), Harness::new(16));
+    a.establish(&[]);
+    let mut replica = exported(&a).remove(0);
+    b.establish(&[]);
+    replica.backend = MAGLEV_PICK + 1;
+    assert_eq!(b.table.adopt(&replica, 2), Adopted::Conflict);
+    assert_eq!(
+        b.decide(&path(client(1), vip(100)), &data(BACKEND_TAG), 3),
+        forward(MAGLEV_PICK, false)
+    );
+}
+
+#[test]
+fn adoption_never_evicts_an_established_association() {
+    let (a, b) = (Harness::new(16), Harness::new(1));
+    a.establish(&[]);
+    let replica = exported(&a).remove(0);
+    let other = path(client(9), vip(100));
+    b.decide(&other, &init(0x1234, &[]), 0);
+    b.decide(&other, &cookie_echo(0x5678), 1);
+    assert_eq!(b.table.adopt(&replica, 2), Adopted::TableFull);
+    assert_eq!(
+        b.decide(&other, &data(0x5678), 3),
+        forward(MAGLEV_PICK, false)
+    );
+}
+
+#[test]
+fn embryonic_records_are_not_exported_and_a_full_walk_covers_the_table() {
+    let a = Harness::new(64);
+    for n in 0..10u8 {
+        let p = path(client(10 + n), vip(100));
+        a.decide(&p, &init(0x100 + u32::from(n), &[]), 0);
+        if n % 2 == 0 {
+            a.decide(&p, &cookie_echo(0x200 + u32::from(n)), 1);
+        }
+    }
+    assert_eq!(exported(&a).len(), 5, "only the established half");
+    let (mut all, mut from) = (Vec::new(), 0);
+    loop {
+        from = a.table.export_slice(from, 2, &mut all);
+        if from == 0 {
+            break;
+        }
+    }
+    assert_eq!(all.len(), 5);
 }

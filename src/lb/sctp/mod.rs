@@ -20,6 +20,10 @@
 //! ever evicted: the oldest goes when the table is full. Established associations are
 //! never evicted.
 //!
+//! Replication. Established associations are exported to the other nodes of a cluster
+//! and adopted from them ([`replica`]), so a path that ECMP hashes to another node, an
+//! ASCONF-added address, or a node failure still finds the association's backend.
+//!
 //! Concurrency. All workers share one table. The per-packet read path (DATA, SACK,
 //! HEARTBEAT, ...) takes one read lock on one of 64 shards of the tag index and stores
 //! a last-seen time in an atomic; it never allocates. Everything that changes an
@@ -42,6 +46,8 @@ use crate::lb::snapshot::{BackendId, ServiceId};
 use crate::lb::verdict::DropReason;
 use crate::wire::sctp::{AsconfChunk, AsconfRequestKind, ChunkType, InitChunk, Packet};
 use crate::wire::Result as WireResult;
+
+pub mod replica;
 
 /// Most client addresses one association can have.
 pub const MAX_ADDRESSES: usize = crate::config::SCTP_MAX_ADDRESSES;
@@ -252,6 +258,8 @@ struct Association {
     zero_checksum: bool,
     /// Which embryonic-queue entry is this record's (see [`Control::embryonic_queue`]).
     serial: u64,
+    /// Waiting in [`Control::changed`] to be exported to the cluster.
+    changed: bool,
 }
 
 impl Association {
@@ -268,6 +276,7 @@ impl Association {
         state: SctpAssociationState::CookieWait,
         zero_checksum: false,
         serial: 0,
+        changed: false,
     };
 
     fn path_key(&self, client: IpAddr) -> PathKey {
@@ -331,6 +340,9 @@ struct Control {
     by_backend: HashMap<BackendId, u32, RandomState>,
     /// Where the next incremental expiry scan starts.
     expiry_cursor: usize,
+    /// Established records changed since the last export, oldest first; an entry whose
+    /// record no longer has `changed` set is stale and skipped.
+    changed: Vec<u32>,
     stats: SctpStats,
 }
 
@@ -440,6 +452,7 @@ impl SctpAssociationTable {
             next_serial: 0,
             by_backend: HashMap::default(),
             expiry_cursor: 0,
+            changed: Vec::new(),
             stats: SctpStats::default(),
         };
         SctpAssociationTable {
@@ -893,6 +906,7 @@ impl SctpAssociationTable {
             },
             SctpAssociationState::Established => SctpAssociationState::Closing { until_ms },
         };
+        control.mark_changed(id);
         Ok(control.routed(id, false))
     }
 
@@ -929,6 +943,15 @@ impl Control {
             record: Some(id),
             backend: self.records[id as usize].backend,
             new_association,
+        }
+    }
+
+    /// Queues an established record for export to the cluster (once until exported).
+    fn mark_changed(&mut self, id: u32) {
+        let record = &mut self.records[id as usize];
+        if record.backend_tag.is_some() && !record.changed {
+            record.changed = true;
+            self.changed.push(id);
         }
     }
 }
@@ -1034,6 +1057,7 @@ impl SctpAssociationTable {
                 control.paths.entry(key).or_insert(id);
             }
         }
+        control.mark_changed(id);
     }
 
     /// Removes an embryonic record from the embryonic indexes and counts.
@@ -1084,6 +1108,7 @@ impl SctpAssociationTable {
         if record.state != SctpAssociationState::CookieWait {
             let key = record.path_key(address);
             control.paths.insert(key, id);
+            control.mark_changed(id);
         }
         true
     }
@@ -1102,6 +1127,7 @@ impl SctpAssociationTable {
         if control.paths.get(&key) == Some(&id) {
             control.paths.remove(&key);
         }
+        control.mark_changed(id);
         true
     }
 
