@@ -1337,7 +1337,11 @@ fn an_adopted_association_routes_a_second_path_on_another_node() {
         forward(MAGLEV_PICK, false)
     );
     let from_b = exported(&b);
-    assert_eq!(from_b.len(), 1, "B exports its own change, not the adoption");
+    assert_eq!(
+        from_b.len(),
+        1,
+        "B exports its own change, not the adoption"
+    );
     assert!(from_b[0].closing);
 }
 

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -305,6 +306,43 @@ pub struct SctpTableConfig {
     pub embryonic_timeout: Duration,
     /// Most associations one client address may have waiting for their COOKIE-ECHO.
     pub embryonic_per_source: u32,
+    /// Replication of established associations to the other nodes of a cluster
+    /// (docs/deployment.md); off when absent.
+    pub sync: Option<SctpSyncConfig>,
+}
+
+/// Replication of the SCTP association table between the nodes behind one ECMP group,
+/// so every path of an association finds its backend on any node (docs/architecture.md §7).
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SctpSyncConfig {
+    /// This node's address and UDP port on the node network.
+    #[serde(deserialize_with = "text::one")]
+    pub listen: SocketAddr,
+    /// Every other node's `listen` address.
+    #[serde(deserialize_with = "text::list")]
+    pub peers: Vec<SocketAddr>,
+    /// A file holding the cluster's shared secret (at least 16 bytes, the same on every
+    /// node, readable only by xlb): every datagram is authenticated with it.
+    pub key_file: PathBuf,
+    /// How often a node walks its whole table to its peers, refreshing their copies and
+    /// repairing what lost datagrams missed; well under `flow_table.sctp_idle`.
+    #[serde(default = "default_full_resync", deserialize_with = "text::duration")]
+    #[schemars(schema_with = "text::duration_schema")]
+    pub full_resync: Duration,
+    /// How long a starting node waits for its peers' tables before it serves (and
+    /// announces); a peer that does not answer in time is not waited for.
+    #[serde(default = "default_catch_up", deserialize_with = "text::duration")]
+    #[schemars(schema_with = "text::duration_schema")]
+    pub catch_up: Duration,
+}
+
+fn default_full_resync() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_catch_up() -> Duration {
+    Duration::from_secs(2)
 }
 
 impl Default for SctpTableConfig {
@@ -317,6 +355,7 @@ impl Default for SctpTableConfig {
             // after 2 s still finds its record.
             embryonic_timeout: Duration::from_secs(5),
             embryonic_per_source: 256,
+            sync: None,
         }
     }
 }

@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use super::locate::FieldPath;
 use super::model::is_prime;
 use super::model::{
-    DataplaneConfig, Forwarding, HealthCheck, HealthCheckKind, Protocol, Queues, Service,
-    ServiceTable, Workers, MAGLEV_MAX_TABLE_SIZE, MAX_BACKENDS, MAX_STEERED_ADDRESSES,
+    DataplaneConfig, Forwarding, HealthCheck, HealthCheckKind, Protocol, Queues, SctpSyncConfig,
+    Service, ServiceTable, Workers, MAGLEV_MAX_TABLE_SIZE, MAX_BACKENDS, MAX_STEERED_ADDRESSES,
     SCTP_MAX_ADDRESSES,
 };
 
@@ -42,6 +43,11 @@ const RING_SIZE_RANGE: std::ops::RangeInclusive<u32> = 64..=16384;
 const SCTP_MAX_ADDRESSES_RANGE: std::ops::RangeInclusive<usize> = 1..=SCTP_MAX_ADDRESSES;
 /// Longest interface name Linux accepts (IFNAMSIZ minus the NUL).
 const INTERFACE_NAME_MAX: usize = 15;
+/// Most peers one node replicates SCTP associations to: a full mesh beyond this is a
+/// design question, not a setting.
+const SYNC_PEERS_MAX: usize = 64;
+/// Bounds of `sctp.sync.catch_up`.
+const SYNC_CATCH_UP_MAX: Duration = Duration::from_secs(60);
 
 /// Checks the table; the first problem found, in file order, is returned.
 pub(crate) fn validate(table: &ServiceTable) -> Checked {
@@ -199,6 +205,9 @@ fn check_dataplane(dataplane: &DataplaneConfig, services: &[Service], at: &Field
             sctp.key("embryonic_per_source"),
             "0 refuses every new association; give at least 1 (default 256)",
         );
+    }
+    if let Some(sync) = &dataplane.sctp.sync {
+        check_sync(sync, dataplane.flow_table.sctp_idle, &sctp.key("sync"))?;
     }
     check_maglev_table_size(
         dataplane.maglev_table_size,
@@ -536,6 +545,55 @@ fn check_health_check(check: &HealthCheck, at: &FieldPath) -> Checked {
                 format!("{expect_status} is not an HTTP status code (100 to 599)"),
             );
         }
+    }
+    Ok(())
+}
+
+/// `dataplane.sctp.sync`: a real group of peers, and walks frequent enough that no copy
+/// idles out between two of them.
+fn check_sync(sync: &SctpSyncConfig, sctp_idle: Duration, at: &FieldPath) -> Checked {
+    let peers = at.key("peers");
+    if sync.peers.is_empty() {
+        return problem(
+            peers,
+            "a sync group needs at least one peer; leave `sync` out on a single node",
+        );
+    }
+    if sync.peers.len() > SYNC_PEERS_MAX {
+        return problem(
+            peers,
+            format!(
+                "{} peers; a node syncs with at most {SYNC_PEERS_MAX}",
+                sync.peers.len()
+            ),
+        );
+    }
+    for (i, peer) in sync.peers.iter().enumerate() {
+        if *peer == sync.listen {
+            return problem(
+                peers.index(i),
+                format!("{peer} is this node's own `listen` address; list only the other nodes"),
+            );
+        }
+        if sync.peers[..i].contains(peer) {
+            return problem(peers.index(i), format!("{peer} is listed twice"));
+        }
+    }
+    if sync.full_resync < Duration::from_secs(1) || sync.full_resync * 2 > sctp_idle {
+        return problem(
+            at.key("full_resync"),
+            format!(
+                "{:?} is out of range: at least 1s and at most half of flow_table.sctp_idle \
+                 ({:?}), or peers' copies idle out between two walks",
+                sync.full_resync, sctp_idle
+            ),
+        );
+    }
+    if sync.catch_up > SYNC_CATCH_UP_MAX {
+        return problem(
+            at.key("catch_up"),
+            format!("{:?} is longer than {SYNC_CATCH_UP_MAX:?}; a starting node would wait that long for a silent peer", sync.catch_up),
+        );
     }
     Ok(())
 }

@@ -33,6 +33,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tracing::{debug, warn};
 
+use crate::control::sync::SyncStats;
 use crate::lb::snapshot::{BackendId, Snapshot};
 use crate::lb::verdict::DropReason;
 use crate::pipeline::stage::SharedTables;
@@ -117,6 +118,8 @@ pub struct MetricsSources {
     pub reloads: Arc<ReloadCounters>,
     /// Table sizes, for occupancy ratios.
     pub capacities: TableCapacities,
+    /// SCTP sync with the cluster's other nodes, when configured.
+    pub sync: Option<Arc<SyncStats>>,
 }
 
 /// A label value written with the escapes the text format requires (`\\`, `\"`,
@@ -592,6 +595,21 @@ impl SourcesCollector {
         )
     }
 
+    fn encode_sync(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let Some(sync) = &self.0.sync else {
+            return Ok(());
+        };
+        for (name, help, value) in sync.counters() {
+            counter(encoder, &format!("xlb_sctp_sync_{name}"), help, value)?;
+        }
+        gauge(
+            encoder,
+            "xlb_sctp_sync_caught_up",
+            "1 once this node holds its peers' associations (or stopped waiting for them).",
+            read(&sync.caught_up),
+        )
+    }
+
     fn encode_reloads(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
         let reloads = &self.0.reloads;
         let series: [(Labels<'_>, u64); 2] = [
@@ -613,7 +631,8 @@ impl Collector for SourcesCollector {
         self.encode_backends(&mut encoder)?;
         self.encode_sctp(&mut encoder)?;
         self.encode_nat(&mut encoder)?;
-        self.encode_reloads(&mut encoder)
+        self.encode_reloads(&mut encoder)?;
+        self.encode_sync(&mut encoder)
     }
 }
 

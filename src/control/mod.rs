@@ -15,3 +15,4 @@ pub mod notify;
 pub mod resolver;
 pub mod stats;
 pub mod supervisor;
+pub mod sync;

@@ -19,6 +19,7 @@ use crate::control::metrics::{
 use crate::control::neighbor::NeighborError;
 use crate::control::notify::{Notifier, NotifyError};
 use crate::control::resolver::{KernelResolver, Unresolved};
+use crate::control::sync::{ClusterSync, SyncError};
 use crate::lb::snapshot::{DownBackends, NextHopResolver, Snapshot};
 use crate::lb::verdict::PortId;
 use crate::runtime::dataplane::{Dataplane, DataplaneError};
@@ -53,6 +54,9 @@ pub enum RunError {
     /// A reload's diff could not be computed.
     #[error(transparent)]
     Snapshot(#[from] crate::lb::snapshot::SnapshotError),
+    /// SCTP sync could not start.
+    #[error(transparent)]
+    Sync(#[from] SyncError),
     /// Signal handlers could not be installed.
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
@@ -121,6 +125,8 @@ pub struct Supervisor {
     health_changes: mpsc::Receiver<DownBackends>,
     /// Kept for its lifetime: the endpoint stops when it drops.
     metrics: Option<MetricsServer>,
+    /// SCTP association sync with the other nodes, when configured.
+    sync: Option<ClusterSync>,
 }
 
 impl Supervisor {
@@ -135,6 +141,25 @@ impl Supervisor {
         let dataplane = Dataplane::start(&table, plan, &|previous: Option<&Snapshot>| {
             Snapshot::build(&table, 1, previous, &resolver, &down)
         })?;
+        // A node that joins takes its peers' associations before it serves a packet
+        // they may route here.
+        let sync = table
+            .dataplane
+            .sctp
+            .sync
+            .as_ref()
+            .map(|config| {
+                ClusterSync::start(
+                    config,
+                    dataplane.shared().clone(),
+                    dataplane.snapshot_handle(),
+                    dataplane.epoch(),
+                )
+            })
+            .transpose()?;
+        if let Some(sync) = &sync {
+            sync.wait_caught_up();
+        }
         let (health_tx, health_changes) = mpsc::channel();
         let health = HealthMonitor::start(health::targets(&table), move |down: &DownBackends| {
             let _ = health_tx.send(down.clone());
@@ -150,6 +175,7 @@ impl Supervisor {
             health,
             health_changes,
             metrics: None,
+            sync,
         };
         supervisor.metrics = Some(supervisor.serve_metrics()?);
         Ok(supervisor)
@@ -168,6 +194,7 @@ impl Supervisor {
                 sctp_associations: d.sctp.capacity as u64,
                 nat_sessions: d.flow_table.capacity as u64,
             },
+            sync: self.sync.as_ref().map(ClusterSync::stats),
         };
         let server = metrics::serve(d.metrics_listen, sources)?;
         info!(listen = %server.local_addr(), "metrics endpoint serving /metrics");

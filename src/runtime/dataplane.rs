@@ -328,6 +328,11 @@ impl Dataplane {
         &self.shared
     }
 
+    /// The origin of the clock the workers stamp the shared tables with.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
     /// Milliseconds on the clock the workers stamp the shared tables with.
     pub fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
