@@ -53,6 +53,11 @@ const ONE_BACKEND: &str = "      - { name: a, address: 198.18.1.11 }\n";
 const TCP_DSR: &str =
     "    vips: [198.18.100.10]\n    protocol: tcp\n    ports: [80]\n    forwarding: dsr\n";
 
+const SCTP_DSR: &str =
+    "    vips: [198.18.100.20]\n    protocol: sctp\n    ports: [38412]\n    forwarding: dsr\n";
+/// A dataplane with an SCTP sync section whose peers line each case adds.
+const SYNC_HEAD: &str = "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\n  sctp:\n    sync:\n      listen: 198.18.2.1:7600\n      key_file: /etc/xlb/sync.key\n";
+
 fn cases() -> Vec<Case> {
     vec![
         // Structure: serde_yaml_ng's own locations.
@@ -127,6 +132,16 @@ fn cases() -> Vec<Case> {
         case("health check timeout not below interval", service(&format!("{TCP_DSR}    health_check: {{ kind: tcp, interval: 1s, timeout: »1s }}\n"), ONE_BACKEND), "services[0].health_check.timeout: timeout 1s must be above 0 and shorter than interval 1s"),
         case("health check default timeout above interval", service(&format!("{TCP_DSR}    health_check: »{{ kind: tcp, interval: 200ms }}\n"), ONE_BACKEND), "services[0].health_check.timeout: timeout 500ms must be above 0 and shorter than interval 200ms"),
         case("health check status", service(&format!("{TCP_DSR}    health_check: {{ kind: http, expect_status: »42 }}\n"), ONE_BACKEND), "services[0].health_check.expect_status: 42 is not an HTTP status code"),
+        case("sctp settings on a tcp service", service(&format!("{TCP_DSR}    sctp: »{{ hash: ports }}\n"), ONE_BACKEND), "services[0].sctp: `sctp` settings apply to sctp services only"),
+        case("backend tag bits out of range", service(&format!("{SCTP_DSR}    sctp: {{ backend_tag_bits: »17 }}\n"), ONE_BACKEND), "services[0].sctp.backend_tag_bits: 17 is out of range: 1 to 16 bits"),
+        case("tag_id without tag bits", service(SCTP_DSR, "      - { name: a, address: 198.18.1.11, tag_id: »1 }\n"), "services[0].backends[0].tag_id: `tag_id` needs the service's `sctp.backend_tag_bits`"),
+        case("backend without tag_id", service(&format!("{SCTP_DSR}    sctp: {{ backend_tag_bits: 4 }}\n"), "      - { name: a, address: 198.18.1.11, tag_id: 1 }\n      - »{ name: b, address: 198.18.1.12 }\n"), "services[0].backends[1].tag_id: backend `b` needs a `tag_id`"),
+        case("tag_id too large", service(&format!("{SCTP_DSR}    sctp: {{ backend_tag_bits: 4 }}\n"), "      - { name: a, address: 198.18.1.11, tag_id: »16 }\n"), "services[0].backends[0].tag_id: 16 does not fit in 4 bits"),
+        case("tag_id twice", service(&format!("{SCTP_DSR}    sctp: {{ backend_tag_bits: 4 }}\n"), "      - { name: a, address: 198.18.1.11, tag_id: 3 }\n      - { name: b, address: 198.18.1.12, tag_id: »3 }\n"), "services[0].backends[1].tag_id: 3 is also backend `a`'s tag_id"),
+        case("sync without peers", format!("{SYNC_HEAD}      peers: »[]\n"), "dataplane.sctp.sync.peers: a sync group needs at least one peer"),
+        case("sync peer is this node", format!("{SYNC_HEAD}      peers: [198.18.2.2:7600, »198.18.2.1:7600]\n"), "dataplane.sctp.sync.peers[1]: 198.18.2.1:7600 is this node's own `listen` address"),
+        case("sync peer twice", format!("{SYNC_HEAD}      peers: [198.18.2.2:7600, »198.18.2.2:7600]\n"), "dataplane.sctp.sync.peers[1]: 198.18.2.2:7600 is listed twice"),
+        case("sync walks too rare", format!("{SYNC_HEAD}      peers: [198.18.2.2:7600]\n      full_resync: »200s\n"), "dataplane.sctp.sync.full_resync: 200s is out of range: at least 1s and at most half of flow_table.sctp_idle (300s)"),
         case("health check port zero", service(&format!("{TCP_DSR}    health_check: {{ kind: tcp, port: »0 }}\n"), ONE_BACKEND), "services[0].health_check.port: port 0 cannot be probed"),
     ]
 }

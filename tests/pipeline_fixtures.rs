@@ -623,6 +623,67 @@ fn frag_needed_quoting_sctp(vip: &str, client: &str, sport: u16, dport: u16, tag
     )
 }
 
+/// The backend MAC a forwarded DSR frame was sent to.
+fn sent_to(harness: &mut OfflinePipeline, frame: &[u8]) -> Option<[u8; 6]> {
+    match harness.run_frame(frame, 1) {
+        (Verdict::Forward(0), out) => Some(out[..6].try_into().unwrap()),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_port_hashed_sctp_service_places_every_path_alike_on_any_node() {
+    // Node A sees the INIT; node B, which never did, sees another path's DATA.
+    let (mut node_a, mut node_b) = (harness(), harness());
+    let mut owners = std::collections::HashSet::new();
+    for client_port in 40000..40032u16 {
+        let init = sctp_init(
+            &format!("198.18.0.10:{client_port}"),
+            "198.18.100.23:2905",
+            0x1000,
+            &[],
+        );
+        let owner = sent_to(&mut node_a, &init).expect("the INIT is placed");
+        owners.insert(owner);
+        for (client, vip) in [
+            (format!("198.18.0.11:{client_port}"), "198.18.100.23:2905"),
+            (
+                format!("[2001:db8::11]:{client_port}"),
+                "[2001:db8:100::23]:2905",
+            ),
+        ] {
+            let data = sctp_data(&client, vip, 0xbeef);
+            assert_eq!(
+                sent_to(&mut node_b, &data),
+                Some(owner),
+                "{client} -> {vip}"
+            );
+        }
+    }
+    assert!(owners.len() > 1, "ports spread associations over backends");
+}
+
+#[test]
+fn cooperating_backends_are_found_by_the_identity_in_their_tags() {
+    // A node that holds no association places by the tag's top 8 bits.
+    let mut node = harness();
+    let to = "198.18.100.24:3868";
+    assert_eq!(
+        sent_to(&mut node, &sctp_data("198.18.0.10:5000", to, 0x0212_3456)),
+        Some(B2_MAC)
+    );
+    assert_eq!(
+        sent_to(&mut node, &sctp_data("198.18.0.12:5000", to, 0x01ab_cdef)),
+        Some(B1_MAC)
+    );
+    assert_eq!(
+        node.run_frame(&sctp_data("198.18.0.10:5000", to, 0x0700_0001), 1)
+            .0,
+        Verdict::Drop(DropReason::SctpUnknownAssociation),
+        "no backend has tag id 7"
+    );
+}
+
 /// A TCP segment of `ip_len` bytes of IP packet from `src` to `dst`.
 fn full_size(src: &str, dst: &str, ip_len: usize) -> Vec<u8> {
     let header = if addr(src).is_ipv4() {

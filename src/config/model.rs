@@ -519,8 +519,40 @@ pub struct Service {
     /// What new flows do when every backend's health check fails.
     #[serde(default)]
     pub when_all_down: AllDownPolicy,
+    /// How an SCTP service places packets without shared state (sctp services only).
+    #[serde(default)]
+    pub sctp: Option<ServiceSctp>,
     /// Servers the traffic is spread over.
     pub backends: Vec<Backend>,
+}
+
+/// Stateless placement for an SCTP service, for clusters without (or beside) SCTP sync
+/// (docs/architecture.md §5): each option decides where a packet goes whose
+/// association this node does not hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSctp {
+    /// What Maglev hashes for a new association.
+    #[serde(default)]
+    pub hash: SctpHash,
+    /// Cooperating backends put their `tag_id` in the top this-many bits (1..=16) of
+    /// every Initiate Tag they choose; a packet whose tag no association here holds goes
+    /// to the backend its tag names.
+    #[serde(default)]
+    pub backend_tag_bits: Option<u8>,
+}
+
+/// What Maglev hashes to place a new SCTP association.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SctpHash {
+    /// The INIT's addresses and ports; a packet whose tag is unknown here is dropped.
+    #[default]
+    Addresses,
+    /// The ports alone, which every path of an association shares: any node places any
+    /// path, and a packet whose tag is unknown here, on the same backend. Peers on fixed
+    /// ports (M3UA 2905 to 2905) then all land on one backend.
+    Ports,
 }
 
 /// What a service does when its health checks take every backend down.
@@ -766,6 +798,10 @@ pub struct Backend {
     /// `active`, or `drain`: keeps its flows but gets no new ones.
     #[serde(default)]
     pub state: BackendState,
+    /// The identity this backend writes into its SCTP Initiate Tags (the service's
+    /// `sctp.backend_tag_bits` top bits).
+    #[serde(default)]
+    pub tag_id: Option<u32>,
 }
 
 fn default_weight() -> u32 {

@@ -320,9 +320,67 @@ fn check_service(
         );
     }
     check_backends(service, at)?;
+    check_sctp_placement(service, at)?;
     check_families(service, dataplane, at)?;
     if let Some(health_check) = &service.health_check {
         check_health_check(health_check, &at.key("health_check"))?;
+    }
+    Ok(())
+}
+
+/// Most bits of an Initiate Tag a backend identity may take: the rest stays random, as
+/// RFC 9260 §5.3.1 wants tags to be hard to guess.
+const BACKEND_TAG_BITS_MAX: u8 = 16;
+
+/// `sctp:` on an SCTP service only; with `backend_tag_bits`, every backend names the
+/// identity its tags carry, each a different one that fits the bits.
+fn check_sctp_placement(service: &Service, at: &FieldPath) -> Checked {
+    let bits = service.sctp.as_ref().and_then(|sctp| sctp.backend_tag_bits);
+    if service.sctp.is_some() && service.protocol != Protocol::Sctp {
+        return problem(
+            at.key("sctp"),
+            "`sctp` settings apply to sctp services only",
+        );
+    }
+    if let Some(bits) = bits {
+        if !(1..=BACKEND_TAG_BITS_MAX).contains(&bits) {
+            return problem(
+                at.key("sctp").key("backend_tag_bits"),
+                format!("{bits} is out of range: 1 to {BACKEND_TAG_BITS_MAX} bits of the tag name the backend"),
+            );
+        }
+    }
+    for (index, backend) in service.backends.iter().enumerate() {
+        let here = at.key("backends").index(index).key("tag_id");
+        match (bits, backend.tag_id) {
+            (None, Some(_)) => {
+                return problem(here, "`tag_id` needs the service's `sctp.backend_tag_bits`")
+            }
+            (Some(_), None) => {
+                return problem(
+                    here,
+                    format!(
+                        "backend `{}` needs a `tag_id`: the service decodes backends from tags",
+                        backend.name
+                    ),
+                )
+            }
+            (Some(bits), Some(id)) => {
+                if u64::from(id) >= 1u64 << bits {
+                    return problem(here, format!("{id} does not fit in {bits} bits"));
+                }
+                if let Some(other) = service.backends[..index]
+                    .iter()
+                    .find(|b| b.tag_id == Some(id))
+                {
+                    return problem(
+                        here,
+                        format!("{id} is also backend `{}`'s tag_id", other.name),
+                    );
+                }
+            }
+            (None, None) => {}
+        }
     }
     Ok(())
 }

@@ -7,9 +7,11 @@
 use std::net::IpAddr;
 
 use crate::lb::flow::{FlowKey, FlowTable, FlowTimeouts, Insert};
+use crate::lb::hash::flow_hash;
 use crate::lb::sctp::{SctpAssociationTable, SctpDecision, SctpPath};
 use crate::lb::snapshot::{BackendId, ServiceIndex, Snapshot, MAX_BACKENDS};
 use crate::lb::verdict::DropReason;
+use crate::wire::headers::protocol;
 
 /// TCP FIN and RST flags: the flow is ending.
 const TCP_FIN_OR_RST: u8 = 0x01 | 0x04;
@@ -118,6 +120,7 @@ impl Balancer {
         now_ms: u64,
     ) -> Decision {
         let entry = snapshot.service(service);
+        let placement = &entry.sctp_placement;
         let path = SctpPath {
             service: entry.id,
             src,
@@ -125,13 +128,15 @@ impl Balancer {
             src_port: ports.0,
             dst_port: ports.1,
         };
-        match associations.decide(
-            &path,
-            sctp,
-            now_ms,
-            || entry.select(hash),
-            |id| snapshot.keeps_flow(service, id),
-        ) {
+        let hash = if placement.hash_ports {
+            // Family-blind too: one association may mix IPv4 and IPv6 paths.
+            let any = IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED);
+            flow_hash(&any, &any, ports.0, ports.1, protocol::SCTP)
+        } else {
+            hash
+        };
+        let keeps = |id| snapshot.keeps_flow(service, id);
+        match associations.decide(&path, sctp, now_ms, || entry.select(hash), keeps) {
             SctpDecision::Forward {
                 backend,
                 new_association,
@@ -140,6 +145,19 @@ impl Balancer {
                     self.count_new_flow(backend);
                 }
                 Decision::Backend(backend)
+            }
+            // Another node saw this association's handshake: where the service can
+            // place it without shared state, it does.
+            SctpDecision::Drop(DropReason::SctpUnknownAssociation) => {
+                let by_tag = || {
+                    let tag = u32::from_be_bytes(sctp.get(4..8)?.try_into().ok()?);
+                    placement.backend_of_tag(tag).filter(|id| keeps(*id))
+                };
+                let by_ports = || placement.hash_ports.then(|| entry.select(hash)).flatten();
+                match by_tag().or_else(by_ports) {
+                    Some(backend) => Decision::Backend(backend),
+                    None => Decision::Drop(DropReason::SctpUnknownAssociation),
+                }
             }
             SctpDecision::Drop(reason) => Decision::Drop(reason),
         }

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::config::{
-    AllDownPolicy, Backend, BackendState, Encapsulation, Forwarding, Protocol, ServiceTable,
+    AllDownPolicy, Backend, BackendState, Encapsulation, Forwarding, Protocol, SctpHash,
+    ServiceTable,
 };
 use crate::lb::maglev::{self, MaglevBackend, MaglevError, MaglevTable};
 use crate::lb::verdict::PortId;
@@ -99,6 +100,8 @@ pub struct ServiceEntry {
     pub maglev: Arc<MaglevTable>,
     /// Backends in config order; Maglev indexes this list.
     pub backend_ids: Vec<BackendId>,
+    /// SCTP services: how to place what the association table does not know.
+    pub sctp_placement: SctpPlacement,
     /// What `maglev` was built from: each backend's name and the weight it had in the
     /// ring (0 when it takes no new flows), in config order.
     ring: Vec<(String, u32)>,
@@ -117,6 +120,25 @@ impl ServiceEntry {
     #[inline]
     pub fn admits(&self, client: &IpAddr) -> bool {
         self.admits_all || self.source_ranges.iter().any(|net| net.contains(client))
+    }
+}
+
+/// Stateless placement of an SCTP service (config `sctp:`, docs/architecture.md §5).
+#[derive(Clone, Debug, Default)]
+pub struct SctpPlacement {
+    /// Maglev hashes the ports alone, which every path of an association shares.
+    pub hash_ports: bool,
+    /// Cooperating backends: how many top bits of a tag name the backend, and which
+    /// backend each name is.
+    pub tag_ids: Option<(u8, FxHashMap<u32, BackendId>)>,
+}
+
+impl SctpPlacement {
+    /// The backend a verification tag names, where backends encode themselves in tags.
+    #[inline]
+    pub fn backend_of_tag(&self, tag: u32) -> Option<BackendId> {
+        let (bits, ids) = self.tag_ids.as_ref()?;
+        ids.get(&(tag >> (32 - u32::from(*bits)))).copied()
     }
 }
 
@@ -341,6 +363,7 @@ impl Snapshot {
             let service_index = index as ServiceIndex;
             let mut ids = Vec::with_capacity(service.backends.len());
             let mut ring = Vec::with_capacity(service.backends.len());
+            let mut tag_ids = FxHashMap::default();
             let is_down =
                 |backend: &Backend| down.contains(&(service.name.clone(), backend.name.clone()));
             let panic = service.when_all_down == AllDownPolicy::ServeAll
@@ -366,6 +389,9 @@ impl Snapshot {
                 }
                 backends[id as usize] = Some(entry);
                 ids.push(id);
+                if let Some(tag_id) = backend.tag_id {
+                    tag_ids.insert(tag_id, id);
+                }
             }
             let maglev =
                 identities.maglev(&service.name, &ring, table.dataplane.maglev_table_size)?;
@@ -387,6 +413,17 @@ impl Snapshot {
                 admits_all: admits_all(&service.source_ranges),
                 maglev,
                 backend_ids: ids,
+                sctp_placement: SctpPlacement {
+                    hash_ports: service
+                        .sctp
+                        .as_ref()
+                        .is_some_and(|sctp| sctp.hash == SctpHash::Ports),
+                    tag_ids: service
+                        .sctp
+                        .as_ref()
+                        .and_then(|sctp| sctp.backend_tag_bits)
+                        .map(|bits| (bits, tag_ids)),
+                },
                 ring: ring.iter().map(|b| (b.name.to_owned(), b.weight)).collect(),
             });
         }
