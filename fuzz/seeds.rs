@@ -9,6 +9,7 @@ use std::fs;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use xlb::control::sync::message::{self, Kind, Record, SyncKey};
 use xlb::wire::frames::{self, tcp_flags, FrameSpec, Transport};
 use xlb::wire::sctp::{self, AsconfRequest, AsconfRequestKind};
 use xlb_fuzz::fixtures;
@@ -27,6 +28,7 @@ fn main() {
     sctp_seeds(&mut seeds);
     config_seeds(&mut seeds, &fuzz_dir.join(".."));
     pipeline_seeds(&mut seeds);
+    sync_seeds(&mut seeds);
     println!(
         "wrote {} seeds under {}",
         seeds.written,
@@ -674,4 +676,37 @@ fn pipeline_seeds(seeds: &mut Seeds) {
     ));
     flood.extend(batch(vec![udp("198.18.0.10:5000", "198.18.100.10:53")], 0));
     seeds.write("pipeline", "sctp-flood", &pipeline::encode(&flood));
+}
+
+/// Records as the sync protocol carries them: a round trip of one and of enough to need
+/// several datagrams, and a datagram as one node sends it (under the fuzz key).
+fn sync_seeds(seeds: &mut Seeds) {
+    let record = |n: u32, addresses: &[&str]| Record {
+        service: message::name_key("ngap"),
+        backend: message::backend_key("ngap", "amf-1", ip("198.18.1.11")),
+        client_port: 5000,
+        server_port: 38412,
+        client_tag: Some(0x1000 + n),
+        backend_tag: 0x2000 + n,
+        closing: n % 3 == 0,
+        addresses: addresses.iter().map(|a| ip(a)).collect(),
+    };
+    let one = [record(1, &["198.18.0.10", "2001:db8::10"])];
+    seeds.write(
+        "sync_message",
+        "one-record",
+        &xlb_fuzz::sync::encode_records(&one, 1),
+    );
+    let many: Vec<Record> = (0..60).map(|n| record(n, &["198.18.0.11"])).collect();
+    seeds.write(
+        "sync_message",
+        "many-records",
+        &xlb_fuzz::sync::encode_records(&many, 2),
+    );
+    let key = SyncKey::derive(xlb_fuzz::sync::SECRET);
+    let mut sequence = 0;
+    let datagram = message::encode(&key, Kind::Records, 1, 2, &mut sequence, &one).remove(0);
+    let mut input = vec![0];
+    input.extend_from_slice(&datagram);
+    seeds.write("sync_message", "datagram", &input);
 }

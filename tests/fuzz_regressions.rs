@@ -69,6 +69,11 @@ fn wire_reply_seeds() {
 }
 
 #[test]
+fn sync_message_seeds() {
+    replay_corpus("sync_message", xlb_fuzz::sync::message);
+}
+
+#[test]
 fn sctp_table_seeds() {
     replay_corpus("sctp_table", xlb_fuzz::sctp::table);
 }

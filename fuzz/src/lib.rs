@@ -18,6 +18,7 @@ pub mod config;
 pub mod fixtures;
 pub mod pipeline;
 pub mod sctp;
+pub mod sync;
 pub mod wire;
 
 /// A reader of fuzz-chosen values off the front of the input; past the end every read
