@@ -1,12 +1,15 @@
 //! Health checks against real kernel sockets on loopback: tcp and http probes, rise and
 //! fall, timeouts, reload of the target list, and stopping on drop; sctp probes against
 //! a scapy responder on a raw socket (the kernel has no SCTP stack), and against real
-//! usrsctp stacks in network namespaces. The sctp tests need root.
+//! usrsctp stacks in network namespaces. The sctp tests need root. `via: vip` probes run
+//! through `xlb run` in the namespace lab (tests/support/lab.rs), against a backend
+//! that lost its VIP.
 
 // Shared namespace helpers; this file uses `Netns` and `veth_pair` only.
 #[allow(dead_code)]
 #[path = "support/netns.rs"]
 mod netns;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::io::{Read, Write};
@@ -18,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use xlb::config::{HealthCheck, HealthCheckKind};
+use xlb::config::{HealthCheck, HealthCheckKind, HealthCheckVia};
 use xlb::control::health::{BackendHealth, HealthMonitor, HealthTarget};
 use xlb::lb::snapshot::DownBackends;
 
@@ -36,6 +39,7 @@ fn check(kind: HealthCheckKind, rise: u32, fall: u32) -> HealthCheck {
         timeout: TIMEOUT,
         rise,
         fall,
+        via: HealthCheckVia::Backend,
     }
 }
 
@@ -46,6 +50,7 @@ fn target(backend: &str, port: u16, check: HealthCheck) -> HealthTarget {
         address: LOCALHOST,
         port,
         check,
+        via_vip: None,
     }
 }
 
@@ -752,4 +757,168 @@ fn sctp_probe_against_real_usrsctp_stacks() {
             down_set(&["usrsctp-closed", "tsctp-closed", "no-sctp-stack", "no-host"])
         );
     });
+}
+
+/// A DSR lab service per family whose health check probes `via`; b2 lost its VIPs.
+fn via_config(via: &str) -> String {
+    let check =
+        format!("{{ kind: tcp, interval: 300ms, timeout: 200ms, rise: 1, fall: 2, via: {via} }}");
+    format!(
+        r#"version: 1
+dataplane:
+  interfaces: [{{ name: eth0 }}]
+services:
+  - name: web
+    vips: [198.18.100.10]
+    protocol: tcp
+    ports: [80]
+    forwarding: dsr
+    health_check: {check}
+    backends:
+      - {{ name: b1, address: 198.18.1.11 }}
+      - {{ name: b2, address: 198.18.1.12 }}
+      - {{ name: b3, address: 198.18.1.13 }}
+  - name: web6
+    vips: ["2001:db8:100::10"]
+    protocol: tcp
+    ports: [80]
+    forwarding: dsr
+    health_check: {check}
+    backends:
+      - {{ name: b1, address: "2001:db8::1:11" }}
+      - {{ name: b2, address: "2001:db8::1:12" }}
+      - {{ name: b3, address: "2001:db8::1:13" }}
+"#
+    )
+}
+
+/// `xlb_backend_up` per (service, backend) from a scrape.
+fn backends_up(lab: &support::lab::Lab) -> Vec<(String, String, u8)> {
+    let body = lab.scrape();
+    let mut up = Vec::new();
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix("xlb_backend_up{") else {
+            continue;
+        };
+        let label = |name: &str| {
+            let start = rest.find(&format!("{name}=\""))? + name.len() + 2;
+            Some(rest[start..start + rest[start..].find('"')?].to_owned())
+        };
+        let value = rest.rsplit(' ').next().unwrap_or_default() == "1";
+        up.push((
+            label("service").unwrap(),
+            label("backend").unwrap(),
+            u8::from(value),
+        ));
+    }
+    up.sort();
+    up
+}
+
+/// Polls until every backend's up state is `expect(service, backend)`, or fails.
+fn wait_backends(lab: &support::lab::Lab, expect: impl Fn(&str, &str) -> u8, why: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let up = backends_up(lab);
+        if up.len() == 6 && up.iter().all(|(s, b, v)| expect(s, b) == *v) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{why}: {up:?}\n{}", lab.log());
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn via_vip_catches_a_backend_missing_its_vip_and_traffic_avoids_it() {
+    let mut lab = support::lab::Lab::up("hvip", 1);
+    for vip in ["198.18.100.10/32", "2001:db8:100::10/128"] {
+        lab.ns_output("b2", "ip", &["addr", "del", vip, "dev", "vip0"]);
+    }
+    let sources = |ipv6| support::lab::client_sources(ipv6);
+
+    // Probing the backend's own address: b2 listens there, so after three rounds of
+    // probes (fall is 2) it is still up, though the SYNs Maglev gives it die.
+    lab.start_xlb(&via_config("backend"));
+    thread::sleep(Duration::from_secs(1));
+    wait_backends(&lab, |_, _| 1, "via: backend probes the backend's address");
+
+    // Probing the VIP through the forwarding path: b2 is silent and goes down, the
+    // others stay up, and every connection lands on b1 or b3.
+    std::fs::write(lab.config_path(), via_config("vip")).unwrap();
+    lab.signal_xlb("-HUP");
+    wait_backends(
+        &lab,
+        |_, backend| u8::from(backend != "b2"),
+        "via: vip takes b2 down, keeps b1 and b3",
+    );
+    for (vip, ipv6) in [("198.18.100.10", false), ("2001:db8:100::10", true)] {
+        let summary = lab.client("tcp", vip, 80, 100, &sources(ipv6));
+        assert_eq!(summary.failed, 0, "{vip}: {summary:?}\n{}", lab.log());
+        assert!(
+            summary.answers.contains_key("b1") && summary.answers.contains_key("b3"),
+            "{vip}: {summary:?}"
+        );
+    }
+    let log = lab.log();
+    assert!(
+        log.contains("does the backend hold the VIP?"),
+        "the down reason names the VIP:\n{log}"
+    );
+
+    // b2 gets its VIPs back: the same probe brings it up again.
+    lab.ns_output(
+        "b2",
+        "ip",
+        &["addr", "add", "198.18.100.10/32", "dev", "vip0"],
+    );
+    lab.ns_output(
+        "b2",
+        "ip",
+        &[
+            "addr",
+            "add",
+            "2001:db8:100::10/128",
+            "dev",
+            "vip0",
+            "nodad",
+        ],
+    );
+    wait_backends(&lab, |_, _| 1, "b2 holds the VIPs again");
+    assert!(lab.stop_xlb().success());
+}
+
+#[test]
+fn via_vip_is_validated() {
+    let table = |forwarding: &str, check: &str| {
+        let extra = if forwarding == "nat" {
+            "  nat: { addresses: [198.18.0.3] }\n"
+        } else {
+            ""
+        };
+        xlb::config::parse(
+            &format!(
+                "version: 1\ndataplane:\n  interfaces: [{{ name: eth1 }}]\n{extra}services:\n  - name: web\n    vips: [198.18.100.10]\n    protocol: tcp\n    ports: [80]\n    forwarding: {forwarding}\n    health_check: {check}\n    backends: [{{ name: a, address: 198.18.1.11 }}]\n"
+            ),
+            "via.yaml",
+        )
+    };
+    let error = |forwarding, check| table(forwarding, check).unwrap_err().to_string();
+    let nat = error("nat", "{ kind: tcp, via: vip }");
+    assert!(
+        nat.contains("health_check.via") && nat.contains("nat backend never holds the VIP"),
+        "{nat}"
+    );
+    let http = error("dsr", "{ kind: http, via: vip }");
+    assert!(http.contains("use kind tcp"), "{http}");
+    let unknown = error("dsr", "{ kind: tcp, via: somewhere }");
+    assert!(unknown.contains("via"), "{unknown}");
+
+    let targets = |check| xlb::control::health::targets(&table("dsr", check).unwrap());
+    assert_eq!(targets("{ kind: tcp }")[0].via_vip, None);
+    let via = targets("{ kind: tcp, via: vip }")[0]
+        .via_vip
+        .clone()
+        .unwrap();
+    assert_eq!(via.vip, "198.18.100.10".parse::<IpAddr>().unwrap());
+    assert_eq!(via.delivery, xlb::control::health::Delivery::Dsr);
 }

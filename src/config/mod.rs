@@ -22,10 +22,10 @@ pub use error::ConfigError;
 pub use model::is_prime;
 pub use model::{
     AllDownPolicy, Backend, BackendState, DataplaneConfig, Encapsulation, FlowTableConfig,
-    Forwarding, HealthCheck, HealthCheckKind, IdlePolicy, Interface, Protocol, Queues, SctpHash,
-    SctpSyncConfig, SctpTableConfig, Service, ServiceSctp, ServiceTable, SnatConfig, Workers,
-    XdpMode, ZeroCopy, MAGLEV_MAX_TABLE_SIZE, MAX_BACKENDS, MAX_STEERED_ADDRESSES,
-    SCTP_MAX_ADDRESSES,
+    Forwarding, HealthCheck, HealthCheckKind, HealthCheckVia, IdlePolicy, Interface, Protocol,
+    Queues, SctpHash, SctpSyncConfig, SctpTableConfig, Service, ServiceSctp, ServiceTable,
+    SnatConfig, Workers, XdpMode, ZeroCopy, MAGLEV_MAX_TABLE_SIZE, MAX_BACKENDS,
+    MAX_STEERED_ADDRESSES, SCTP_MAX_ADDRESSES,
 };
 pub use text::{format_mac, parse_duration, parse_mac};
 

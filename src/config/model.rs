@@ -649,6 +649,22 @@ pub struct HealthCheck {
     pub rise: u32,
     /// Consecutive failures that take a backend down.
     pub fall: u32,
+    /// Where the probe is addressed: the backend's own address, or the VIP through the
+    /// forwarding path.
+    pub via: HealthCheckVia,
+}
+
+/// Where a health probe is addressed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthCheckVia {
+    /// The backend's own address: proves the server listens, not that it holds the VIP.
+    #[default]
+    Backend,
+    /// The service's first VIP, in the frame the dataplane would send the backend (DSR's
+    /// MAC rewrite, IPIP or GUE), as Katran's health-check encapsulation does: a backend
+    /// missing its VIP fails. tcp and sctp only; not for nat services.
+    Vip,
 }
 
 /// What a health check probes.
@@ -708,6 +724,10 @@ struct HealthCheckDocument {
     /// Consecutive failures that take a backend down (default 3).
     #[serde(default = "default_fall")]
     fall: u32,
+    /// `backend` (default): probe the backend's address; `vip`: probe the VIP through
+    /// the forwarding path, so a backend missing the VIP fails (tcp and sctp; not nat).
+    #[serde(default)]
+    via: HealthCheckVia,
 }
 
 fn default_interval() -> Duration {
@@ -775,6 +795,7 @@ impl TryFrom<HealthCheckDocument> for HealthCheck {
             timeout: doc.timeout,
             rise: doc.rise,
             fall: doc.fall,
+            via: doc.via,
         })
     }
 }

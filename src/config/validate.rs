@@ -9,9 +9,9 @@ use std::time::Duration;
 use super::locate::FieldPath;
 use super::model::is_prime;
 use super::model::{
-    DataplaneConfig, Forwarding, HealthCheck, HealthCheckKind, Protocol, Queues, SctpSyncConfig,
-    Service, ServiceTable, Workers, MAGLEV_MAX_TABLE_SIZE, MAX_BACKENDS, MAX_STEERED_ADDRESSES,
-    SCTP_MAX_ADDRESSES,
+    DataplaneConfig, Forwarding, HealthCheck, HealthCheckKind, HealthCheckVia, Protocol, Queues,
+    SctpSyncConfig, Service, ServiceTable, Workers, MAGLEV_MAX_TABLE_SIZE, MAX_BACKENDS,
+    MAX_STEERED_ADDRESSES, SCTP_MAX_ADDRESSES,
 };
 
 /// A semantic error: the node it is about and what is wrong with it.
@@ -324,6 +324,7 @@ fn check_service(
     check_families(service, dataplane, at)?;
     if let Some(health_check) = &service.health_check {
         check_health_check(health_check, &at.key("health_check"))?;
+        check_health_via(service, health_check, &at.key("health_check").key("via"))?;
     }
     Ok(())
 }
@@ -557,6 +558,28 @@ fn check_families(service: &Service, dataplane: &DataplaneConfig, at: &FieldPath
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// `via: vip` sends one crafted SYN or INIT through the forwarding path: it needs a
+/// kind that a single packet answers, and a forwarding mode where the backend holds
+/// the VIP.
+fn check_health_via(service: &Service, check: &HealthCheck, at: &FieldPath) -> Checked {
+    if check.via != HealthCheckVia::Vip {
+        return Ok(());
+    }
+    if service.forwarding == Forwarding::Nat {
+        return problem(
+            at.clone(),
+            "via: vip probes the VIP on the backend, and a nat backend never holds the VIP (xlb translates it); use via: backend",
+        );
+    }
+    if matches!(check.kind, HealthCheckKind::Http { .. }) {
+        return problem(
+            at.clone(),
+            "via: vip sends one SYN and needs no connection; an http check needs a whole connection: use kind tcp, or via: backend",
+        );
     }
     Ok(())
 }

@@ -2,12 +2,19 @@
 //! `health_check` is probed on its own thread, off the packet path, and moves between up
 //! and down after `fall` failures and `rise` successes. The owner hears the set of down
 //! backends through a callback and rebuilds the snapshot with it.
+//!
+//! A check with `via: vip` probes the service's VIP through the forwarding path instead
+//! of the backend's own address (Katran's health-check encapsulation): the SYN or INIT
+//! goes out in the frame the dataplane would send that backend (DSR: the backend's
+//! next-hop MAC and the VIP as destination; IPIP or GUE around it), and the SYN-ACK or
+//! INIT-ACK comes from the VIP back to this node's address, where a raw socket catches
+//! it. A backend that listens but lacks the VIP is silent, and goes down.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -17,8 +24,14 @@ use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::config::{HealthCheck, HealthCheckKind, ServiceTable};
+use smoltcp::wire::{TcpPacket, TcpSeqNumber, ETHERNET_HEADER_LEN, TCP_HEADER_LEN};
+
+use crate::config::{Forwarding, HealthCheck, HealthCheckKind, HealthCheckVia, ServiceTable};
+use crate::control::neighbor;
 use crate::lb::snapshot::DownBackends;
+use crate::sys::PacketSender;
+use crate::wire::encap;
+use crate::wire::frames::{self, tcp_flags, FrameSpec, Transport};
 use crate::wire::headers::protocol;
 use crate::wire::sctp::{ChunkRepr, ChunkType, Packet, PacketRepr};
 
@@ -36,6 +49,40 @@ pub struct HealthTarget {
     pub port: u16,
     /// How and how often to probe.
     pub check: HealthCheck,
+    /// With `via: vip`: the VIP probed and how the dataplane delivers to this backend.
+    pub via_vip: Option<VipPath>,
+}
+
+/// The forwarding path of a `via: vip` probe: the frame goes to `vip`, delivered to the
+/// backend as the dataplane would deliver a client's packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VipPath {
+    /// The service's first VIP: the probe's destination.
+    pub vip: IpAddr,
+    /// How the frame reaches the backend.
+    pub delivery: Delivery,
+    /// The backend's configured MAC; else the kernel's neighbour entry, as for traffic.
+    pub mac: Option<[u8; 6]>,
+}
+
+/// How the dataplane hands a backend its packets (the service's `forwarding`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// The frame as is, to the backend's next-hop MAC.
+    Dsr,
+    /// Inside IPIP or IP6IP6 from `source` (the table's encapsulation source of the
+    /// backend's family; none if the table lacks it, which fails every probe).
+    Ipip {
+        /// Outer source address.
+        source: Option<IpAddr>,
+    },
+    /// Inside GUE from `source` to UDP `port`.
+    Gue {
+        /// Outer source address.
+        source: Option<IpAddr>,
+        /// The GUE UDP destination port.
+        port: u16,
+    },
 }
 
 /// The backends of every service that has a `health_check`, each with the port to probe
@@ -49,13 +96,37 @@ pub fn targets(table: &ServiceTable) -> Vec<HealthTarget> {
         let Some(port) = check.port.or_else(|| service.ports.first().copied()) else {
             continue;
         };
+        let outer = &table.dataplane.encapsulation;
         for backend in &service.backends {
+            let source = match backend.address {
+                IpAddr::V4(_) => outer.source_v4.map(IpAddr::V4),
+                IpAddr::V6(_) => outer.source_v6.map(IpAddr::V6),
+            };
+            let delivery = match service.forwarding {
+                Forwarding::Ipip => Some(Delivery::Ipip { source }),
+                Forwarding::Gue => Some(Delivery::Gue {
+                    source,
+                    port: outer.gue_port,
+                }),
+                Forwarding::Dsr => Some(Delivery::Dsr),
+                // Validation refuses `via: vip` for nat: the backend never holds the VIP.
+                Forwarding::Nat => None,
+            };
+            let via_vip = match (check.via, delivery, service.vips.first()) {
+                (HealthCheckVia::Vip, Some(delivery), Some(vip)) => Some(VipPath {
+                    vip: *vip,
+                    delivery,
+                    mac: backend.mac,
+                }),
+                _ => None,
+            };
             targets.push(HealthTarget {
                 service: service.name.clone(),
                 backend: backend.name.clone(),
                 address: backend.address,
                 port,
                 check: check.clone(),
+                via_vip,
             });
         }
     }
@@ -120,6 +191,28 @@ enum ProbeError {
     /// parameter problem (IPv6): it runs no SCTP stack at all.
     #[error("ICMP: {0} has no SCTP stack (protocol unreachable)")]
     NoSctpStack(IpAddr),
+    /// `via: vip`: the frame to the backend could not be made (no route or neighbour, no
+    /// address of the VIP's family on the egress interface, no encapsulation source).
+    #[error("path to the backend: {0}")]
+    Path(String),
+    /// `via: vip`: the AF_PACKET socket could not be opened or sent on (it needs
+    /// CAP_NET_RAW).
+    #[error("AF_PACKET socket: {0}")]
+    PacketSocket(io::Error),
+    /// `via: vip`: the raw socket that catches the answer could not be opened or read.
+    #[error("raw socket for the answer: {0}")]
+    Capture(io::Error),
+    /// `via: vip`: the backend holds the VIP but refused the connection (RST).
+    #[error("RST: nothing listens on {0} at the backend")]
+    Refused(SocketAddr),
+    /// `via: vip`: no answer from the VIP: the backend does not hold it, or is dead.
+    #[error("no answer from {vip} through the forwarding path within {timeout:?}; does the backend hold the VIP?")]
+    VipSilent {
+        /// The VIP and port probed.
+        vip: SocketAddr,
+        /// The check's timeout.
+        timeout: Duration,
+    },
 }
 
 impl ProbeError {
@@ -421,6 +514,9 @@ fn deliver_changes(shared: &Shared, on_change: &Mutex<Option<OnChange>>, changes
 fn probe(target: &HealthTarget) -> Result<(), ProbeError> {
     let address = SocketAddr::new(target.address, target.port);
     let timeout = target.check.timeout;
+    if let Some(path) = &target.via_vip {
+        return probe_via_vip(target, path);
+    }
     match &target.check.kind {
         HealthCheckKind::Tcp => probe_tcp(address, timeout),
         HealthCheckKind::Http {
@@ -650,6 +746,242 @@ fn answers_init(
     }
 }
 
+/// `via: vip`: a SYN (tcp) or an INIT (sctp) to the VIP, in the frame the dataplane
+/// would send this backend, answered by a SYN-ACK or INIT-ACK from the VIP to this
+/// node. A SYN-ACK is reset at once through the same path, so the backend keeps no
+/// half-open connection. The raw socket that waits for the answer sees every TCP (or
+/// SCTP) packet this host receives for the timeout: cheap on a balancer node, whose
+/// VIP traffic never reaches the kernel.
+fn probe_via_vip(target: &HealthTarget, path: &VipPath) -> Result<(), ProbeError> {
+    let timeout = target.check.timeout;
+    let deadline = Instant::now() + timeout;
+    let vip = SocketAddr::new(path.vip, target.port);
+    let hop = neighbor::resolve(target.address, timeout)
+        .map_err(|error| ProbeError::Path(error.to_string()))?;
+    let node = neighbor::interface_addrs(&hop.ifname)
+        .map_err(|error| ProbeError::Path(error.to_string()))?
+        .into_iter()
+        .find(|address| is_source_for(address, &path.vip))
+        .ok_or_else(|| {
+            ProbeError::Path(format!(
+                "{} has no address of {}'s family to receive the answer on",
+                hop.ifname, path.vip
+            ))
+        })?;
+    let sctp = target.check.kind == HealthCheckKind::Sctp;
+    let answers = answer_socket(path.vip, sctp)?;
+    let sender = PacketSender::bind(hop.ifindex).map_err(ProbeError::PacketSocket)?;
+    let tag = random_tag();
+    let source = SocketAddr::new(node, 49152 | (tag as u16));
+    let mut init = [0u8; 64];
+    let transport = if sctp {
+        //# RFC 9260 §8.5.1: A) Rules for packets carrying INIT: The sender MUST set the
+        //# Verification Tag of the packet to 0.
+        let len = PacketRepr {
+            src_port: source.port(),
+            dst_port: vip.port(),
+            verification_tag: 0,
+            chunks: &[ChunkRepr::Init {
+                initiate_tag: tag,
+                a_rwnd: 65535,
+                outbound_streams: 1,
+                inbound_streams: 1,
+                initial_tsn: tag,
+                addresses: &[],
+            }],
+        }
+        .emit(&mut Packet::new_unchecked(&mut init[..]));
+        Transport::Raw {
+            protocol: protocol::SCTP,
+            bytes: &init[..len],
+        }
+    } else {
+        Transport::Tcp {
+            flags: tcp_flags::SYN,
+            payload: b"",
+        }
+    };
+    let spec = FrameSpec {
+        src_mac: hop.src_mac,
+        dst_mac: path.mac.unwrap_or(hop.dst_mac),
+        src: source,
+        dst: vip,
+        transport,
+    };
+    let send = |spec: &FrameSpec<'_>, seq: Option<u32>| -> Result<(), ProbeError> {
+        let frame = delivered(spec, seq, path.delivery, target.address, tag)?;
+        sender.send(&frame).map_err(ProbeError::PacketSocket)
+    };
+    send(&spec, None)?;
+    let mut received = [0u8; 2048];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ProbeError::VipSilent { vip, timeout });
+        }
+        answers
+            .set_read_timeout(Some(left))
+            .map_err(ProbeError::Capture)?;
+        let (read, from) = match answers.recv_from(&mut received) {
+            Ok(got) => got,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => match ProbeError::from_io(error, timeout) {
+                ProbeError::Timeout(_) => return Err(ProbeError::VipSilent { vip, timeout }),
+                ProbeError::Io(error) => return Err(ProbeError::Capture(error)),
+                other => return Err(other),
+            },
+        };
+        if from.ip() != path.vip {
+            continue;
+        }
+        let datagram = received.get(..read).unwrap_or_default();
+        // IPv4 raw sockets deliver the IP header; IPv6 raw sockets do not.
+        let l4 = match path.vip {
+            IpAddr::V4(_) => {
+                let header_len = usize::from(datagram.first().copied().unwrap_or(0) & 0x0f) * 4;
+                datagram.get(header_len..).unwrap_or_default()
+            }
+            IpAddr::V6(_) => datagram,
+        };
+        if sctp {
+            match answers_init(l4, vip.port(), source.port(), tag) {
+                Some(InitAnswer::InitAck) => return Ok(()),
+                Some(InitAnswer::Abort) => return Err(ProbeError::Abort(vip.port())),
+                None => continue,
+            }
+        }
+        match answers_syn(l4, vip.port(), source.port()) {
+            Some(SynAnswer::SynAck) => {
+                //# RFC 9293 §3.10.7.4: In SYN-RECEIVED state [...] If the RST bit is
+                //# set [...] the connection is closed (the RST's sequence number being
+                //# in the window: the SYN-ACK acknowledged ours, so it is 2).
+                let reset = FrameSpec {
+                    transport: Transport::Tcp {
+                        flags: tcp_flags::RST,
+                        payload: b"",
+                    },
+                    ..spec.clone()
+                };
+                // The probe already passed; a lost RST only leaves the backend to time out.
+                let _ = send(&reset, Some(SYN_SEQ + 1));
+                return Ok(());
+            }
+            Some(SynAnswer::Reset) => return Err(ProbeError::Refused(vip)),
+            None => {}
+        }
+    }
+}
+
+/// Sequence number of the probe's SYN: [`frames::build`] gives every segment 1.
+const SYN_SEQ: u32 = 1;
+/// Outer TTL of encapsulated probes, as the dataplane's.
+const OUTER_TTL: u8 = 64;
+/// Room left after a probe frame for the outer headers (IPv6, UDP, GUE).
+const ENCAP_ROOM: usize = 64;
+
+/// Whether `address`, an address of the egress interface, can be the probe's source
+/// for `vip`: same family, not link-local, so the backend routes its answer to it.
+fn is_source_for(address: &IpAddr, vip: &IpAddr) -> bool {
+    match (address, vip) {
+        (IpAddr::V4(a), IpAddr::V4(_)) => !a.is_loopback() && !a.is_link_local(),
+        (IpAddr::V6(a), IpAddr::V6(_)) => !a.is_loopback() && !a.is_unicast_link_local(),
+        _ => false,
+    }
+}
+
+/// A raw socket of the VIP's family that receives every TCP or SCTP packet for this
+/// host. std's `UdpSocket::recv_from` is a plain recvfrom(2), which on a raw socket
+/// gives each datagram and its source address.
+fn answer_socket(vip: IpAddr, sctp: bool) -> Result<UdpSocket, ProbeError> {
+    let number = if sctp { protocol::SCTP } else { protocol::TCP };
+    let socket = Socket::new(
+        Domain::for_address(SocketAddr::new(vip, 0)),
+        Type::RAW,
+        Some(Protocol::from(i32::from(number))),
+    )
+    .map_err(ProbeError::Capture)?;
+    Ok(UdpSocket::from(socket))
+}
+
+/// The probe frame as the dataplane would deliver it: as built for DSR, inside IPIP,
+/// IP6IP6 or GUE otherwise. `seq` replaces the TCP sequence number.
+fn delivered(
+    spec: &FrameSpec<'_>,
+    seq: Option<u32>,
+    delivery: Delivery,
+    backend: IpAddr,
+    tag: u32,
+) -> Result<Vec<u8>, ProbeError> {
+    let mut frame = frames::build(spec).map_err(|error| ProbeError::Path(error.to_string()))?;
+    if let Some(seq) = seq {
+        // A bare TCP header ends the frame.
+        let l4 = frame.len() - TCP_HEADER_LEN;
+        let mut tcp = TcpPacket::new_unchecked(&mut frame[l4..]);
+        tcp.set_seq_number(TcpSeqNumber(seq as i32));
+        tcp.fill_checksum(&spec.src.ip().into(), &spec.dst.ip().into());
+    }
+    let len = frame.len();
+    let l3 = ETHERNET_HEADER_LEN;
+    frame.resize(len + ENCAP_ROOM, 0);
+    let no_source = || ProbeError::Path(format!("no encapsulation source address for {backend}"));
+    let encapsulated = match (delivery, backend) {
+        (Delivery::Dsr, _) => Ok(len),
+        (Delivery::Ipip { source }, IpAddr::V4(dst)) => match source.ok_or_else(no_source)? {
+            IpAddr::V4(src) => encap::ipip(&mut frame, len, l3, src, dst, OUTER_TTL),
+            IpAddr::V6(_) => return Err(no_source()),
+        },
+        (Delivery::Ipip { source }, IpAddr::V6(dst)) => match source.ok_or_else(no_source)? {
+            IpAddr::V6(src) => encap::ip6ip(&mut frame, len, l3, src, dst, OUTER_TTL),
+            IpAddr::V4(_) => return Err(no_source()),
+        },
+        (Delivery::Gue { source, port }, dst) => encap::gue(
+            &mut frame,
+            len,
+            l3,
+            source.ok_or_else(no_source)?,
+            dst,
+            // The dataplane takes the GUE source port from the flow hash, in 0xC000..
+            0xC000 | (tag as u16 & 0x3fff),
+            port,
+            OUTER_TTL,
+        ),
+    };
+    let len = encapsulated.map_err(|error| ProbeError::Path(format!("encapsulation: {error}")))?;
+    frame.truncate(len);
+    Ok(frame)
+}
+
+/// The answer to our SYN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SynAnswer {
+    /// SYN-ACK: something listens on the VIP's port.
+    SynAck,
+    /// RST: the host holds the VIP, nothing listens.
+    Reset,
+}
+
+/// What TCP segment `bytes` says about our SYN from `source_port` to `port`: the
+/// SYN-ACK or RST acknowledging it, or nothing.
+fn answers_syn(bytes: &[u8], port: u16, source_port: u16) -> Option<SynAnswer> {
+    let tcp = TcpPacket::new_checked(bytes).ok()?;
+    //# RFC 9293 §3.10.7.3: If the state is SYN-SENT [...] If the ACK bit is set [...]
+    //# If SEG.ACK =< ISS or SEG.ACK > SND.NXT, [...] discard the segment.
+    if tcp.src_port() != port
+        || tcp.dst_port() != source_port
+        || !tcp.ack()
+        || tcp.ack_number() != TcpSeqNumber(SYN_SEQ as i32 + 1)
+    {
+        return None;
+    }
+    if tcp.rst() {
+        Some(SynAnswer::Reset)
+    } else if tcp.syn() {
+        Some(SynAnswer::SynAck)
+    } else {
+        None
+    }
+}
+
 /// A fresh non-zero initiate tag, so a probe's answers are told from older ones.
 fn random_tag() -> u32 {
     static PROBES: AtomicU64 = AtomicU64::new(0);
@@ -733,6 +1065,82 @@ mod tests {
         ] {
             assert_eq!(answers(&other), None, "{other:?}");
         }
+    }
+
+    fn segment(src_port: u16, dst_port: u16, flags: u8, ack: i32) -> Vec<u8> {
+        let mut bytes = vec![0u8; TCP_HEADER_LEN];
+        let mut tcp = TcpPacket::new_unchecked(&mut bytes[..]);
+        tcp.set_src_port(src_port);
+        tcp.set_dst_port(dst_port);
+        tcp.set_header_len(TCP_HEADER_LEN as u8);
+        tcp.set_ack_number(TcpSeqNumber(ack));
+        bytes[13] = flags;
+        bytes
+    }
+
+    #[test]
+    fn syn_answers() {
+        let answers = |bytes: &[u8]| answers_syn(bytes, 80, 50000);
+        let syn_ack = tcp_flags::SYN | tcp_flags::ACK;
+        let rst_ack = tcp_flags::RST | tcp_flags::ACK;
+        assert_eq!(
+            answers(&segment(80, 50000, syn_ack, 2)),
+            Some(SynAnswer::SynAck)
+        );
+        assert_eq!(
+            answers(&segment(80, 50000, rst_ack, 2)),
+            Some(SynAnswer::Reset)
+        );
+        for other in [
+            // Not acknowledging our SYN (sequence 1): someone else's segment.
+            segment(80, 50000, syn_ack, 3),
+            segment(80, 50000, tcp_flags::SYN, 2),
+            segment(81, 50000, syn_ack, 2),
+            segment(80, 50001, syn_ack, 2),
+            segment(80, 50000, tcp_flags::ACK, 2),
+            vec![0u8; 12],
+        ] {
+            assert_eq!(answers(&other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn probes_are_delivered_as_the_dataplane_would() {
+        let spec = FrameSpec {
+            src_mac: [2, 0, 0, 0, 0, 2],
+            dst_mac: [2, 0, 0, 0, 1, 0x11],
+            src: "198.18.0.2:50000".parse().unwrap(),
+            dst: "198.18.100.10:80".parse().unwrap(),
+            transport: Transport::Tcp {
+                flags: tcp_flags::RST,
+                payload: b"",
+            },
+        };
+        let backend: IpAddr = "198.18.1.11".parse().unwrap();
+        let dsr = delivered(&spec, Some(2), Delivery::Dsr, backend, 7).unwrap();
+        let h = crate::wire::headers::parse(&dsr).unwrap();
+        assert_eq!((h.dst, h.dst_port), (spec.dst.ip(), 80));
+        let tcp = TcpPacket::new_checked(&dsr[h.l4_offset as usize..]).unwrap();
+        assert_eq!(tcp.seq_number(), TcpSeqNumber(2));
+        assert!(tcp.verify_checksum(&spec.src.ip().into(), &spec.dst.ip().into()));
+
+        let source = Some("198.18.0.2".parse().unwrap());
+        let ipip = delivered(&spec, None, Delivery::Ipip { source }, backend, 7).unwrap();
+        let outer = crate::wire::headers::parse(&ipip).unwrap();
+        assert_eq!((outer.dst, outer.l4_proto), (backend, protocol::IPV4));
+        let plain = delivered(&spec, None, Delivery::Dsr, backend, 7).unwrap();
+        assert_eq!(
+            &ipip[outer.l4_offset as usize..],
+            &plain[ETHERNET_HEADER_LEN..]
+        );
+
+        let gue = Delivery::Gue { source, port: 6080 };
+        let frame = delivered(&spec, None, gue, backend, 7).unwrap();
+        let outer = crate::wire::headers::parse(&frame).unwrap();
+        assert_eq!((outer.dst, outer.dst_port), (backend, 6080));
+
+        let missing = delivered(&spec, None, Delivery::Ipip { source: None }, backend, 7);
+        assert!(matches!(missing, Err(ProbeError::Path(_))), "{missing:?}");
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! The `unsafe` system primitives below every layer: tables on transparent huge pages
-//! (`huge_pages`) and the CPU's prefetch hint (`prefetch`). They live here, not in
+//! (`huge_pages`), the CPU's prefetch hint (`prefetch`) and a send-only `AF_PACKET`
+//! socket (`packet`, for health probes through the forwarding path). They live here, not in
 //! `xsk`, so the sans-IO balancer can use them without depending on the AF_XDP layer;
 //! `sys` and `xsk` are the only homes of `unsafe`.
 
 mod huge_pages;
+mod packet;
 mod prefetch;
 
 pub use huge_pages::HugePageSlice;
+pub use packet::PacketSender;
 pub use prefetch::prefetch;
