@@ -3,7 +3,7 @@
 // xlb's XDP steering program: redirects frames that xlb must see to the AF_XDP
 // socket of the queue they arrived on, and passes everything else to the kernel.
 //
-// Steered: IPv4/IPv6 (after at most one VLAN tag) whose destination is in `vips`
+// Steered: IPv4/IPv6 (after at most one 802.1Q tag) whose destination is in `vips`
 // (service VIPs and xlb's SNAT addresses), ARP requests whose target IP is in `vips`,
 // and ICMPv6 Neighbor Solicitations whose target is in `vips`. It never rewrites a
 // frame and never drops one: when no socket serves the queue, the frame passes.
@@ -17,7 +17,6 @@
 #define FAMILY_IPV6 6
 
 #define ETH_P_8021Q_TAG 0x8100
-#define ETH_P_8021AD_TAG 0x88A8
 #define ARP_OP_REQUEST 1
 #define IPPROTO_ICMPV6_NEXT 58
 #define ICMPV6_NEIGHBOR_SOLICITATION 135
@@ -87,7 +86,9 @@ static __always_inline int steer(struct xdp_md *ctx)
 		return 0;
 	proto = eth->h_proto;
 	l3 = eth + 1;
-	if (proto == bpf_htons(ETH_P_8021Q_TAG) || proto == bpf_htons(ETH_P_8021AD_TAG)) {
+	// One 802.1Q tag, as the dataplane's parser reads (src/wire/headers.rs); 802.1ad
+	// service tags and stacked tags are the kernel's.
+	if (proto == bpf_htons(ETH_P_8021Q_TAG)) {
 		struct vlan_tag *tag = l3;
 
 		if ((void *)(tag + 1) > data_end)

@@ -60,7 +60,8 @@ services:
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fate {
     /// The steering program passes it to the kernel: xlb never sees it (too short for
-    /// the program to find a VIP, or a second VLAN tag it does not look under).
+    /// the program to find a VIP, or behind an 802.1ad or a second tag it does not look
+    /// under).
     Kernel,
     /// Dropped and counted under this reason.
     Drop(&'static str),
@@ -79,7 +80,7 @@ const CLASSES: &[(&str, Fate)] = &[
     ("vlan_truncated", Kernel),
     ("qinq_8021ad_8021q", Kernel),
     ("qinq_8021q_8021q", Kernel),
-    ("vlan_8021ad_single4", Drop("unsupported_protocol")),
+    ("vlan_8021ad_single4", Kernel),
     ("vlan_8021q_single4", Forward),
     ("vlan_8021q_single6", Forward),
     ("arp_bad_hardware_len", Drop("unsupported_protocol")),
