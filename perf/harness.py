@@ -3,6 +3,12 @@
 network namespace, joined by veth pairs; xlb pipelines and the kernel/DPDK peers in one run.
 
   perf/harness.py [--smoke] [--reps N] [--duration SECONDS] [--out DIR] [--cases REGEX]
+  perf/harness.py --zero-loss [--trial SECONDS] [--resolution %] [--max-loss %] [--max-trials N]
+
+--zero-loss: RFC 2544 zero-loss throughput and cycles per packet instead of maximum-rate
+snapshots (measure_zero_loss, search_zero_loss; perf/NOTES.md has the method): xlb l4lb dsr
+and nat, xlb macswap, testpmd macswap, iptables and nftables DNAT and xdp-fwd (perf/xdp_fwd.c,
+the in-kernel limit), udp 64 B over 100k flows; writes zero-loss.json, .md and .svg.
 
 Topology (only 198.18.0.0/15):
   {P}gen  g0 198.18.0.1/24  02:00:00:00:10:01 --- d0 198.18.0.254/24 02:00:00:00:10:02  {P}dut
