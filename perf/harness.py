@@ -3,6 +3,12 @@
 network namespace, joined by veth pairs; xlb pipelines and the kernel/DPDK peers in one run.
 
   perf/harness.py [--smoke] [--reps N] [--duration SECONDS] [--out DIR] [--cases REGEX]
+  perf/harness.py --zero-loss [--trial SECONDS] [--resolution %] [--max-loss %] [--max-trials N]
+
+--zero-loss: RFC 2544 zero-loss throughput and cycles per packet instead of maximum-rate
+snapshots (measure_zero_loss, search_zero_loss; perf/NOTES.md has the method): xlb l4lb dsr
+and nat, xlb macswap, testpmd macswap, iptables and nftables DNAT and xdp-fwd (perf/xdp_fwd.c,
+the in-kernel limit), udp 64 B over 100k flows; writes zero-loss.json, .md and .svg.
 
 Topology (only 198.18.0.0/15):
   {P}gen  g0 198.18.0.1/24  02:00:00:00:10:01 --- d0 198.18.0.254/24 02:00:00:00:10:02  {P}dut
@@ -435,16 +441,19 @@ def read_json(path):
 class Sink:
     """`xlb pktgen --receive` on s0, steering the given addresses to its AF_XDP sockets."""
 
-    def __init__(self, lab, steer):
+    def __init__(self, lab, steer, core=1):
         self.json = lab.work / "sink.json"
+        self.json.unlink(missing_ok=True)
         self.proc = lab.spawn("sink", [lab.xlb, "pktgen", "--iface", "s0", "--receive", "--rx-queues", 2,
-                                       "--quiet", "--cores", 1, "--steer", ",".join(steer),
+                                       "--quiet", "--cores", core, "--steer", ",".join(steer),
                                        "--json", self.json], "sink")
         # Readiness only (its sockets are registered); the figures come from --json.
         self.proc.wait_for("pktgen receiver ready", 20, "the sink got ready")
 
-    def stop(self):
-        time.sleep(0.3)
+    def stop(self, drain=0.3):
+        """Waits `drain` seconds for frames still on their way, then stops the sink; returns
+        its --json report."""
+        time.sleep(drain)
         self.proc.stop(signal.SIGINT, 10)
         return read_json(self.json)
 
@@ -574,6 +583,59 @@ def pktgen(lab, args, duration):
     return read_json(report)
 
 
+def xdp_forwarder(lab):
+    """perf/xdp_fwd.c compiled for this topology (d1's ifindex, d1's and the sink's MACs) and
+    attached to d0 in native mode: the in-kernel forwarder case."""
+    ifindex = int(lab.run("dut", "cat", "/sys/class/net/d1/ifindex"))
+    obj = lab.work / "xdp_fwd.o"
+
+    def octets(mac):
+        return ",".join(f"0x{octet}" for octet in mac.split(":"))
+
+    includes = [f"-I{d}" for d in ("/usr/include/x86_64-linux-gnu", "/usr/include/aarch64-linux-gnu")
+                if Path(d).is_dir()]
+    sh(["clang", "-target", "bpf", "-O2", "-g", "-Wall", "-Werror", *includes, f"-DOUT_IFINDEX={ifindex}",
+        f"-DSRC_MAC={octets(D1_MAC)}", f"-DDST_MAC={octets(S_MAC)}", "-c", ROOT / "perf" / "xdp_fwd.c",
+        "-o", obj])
+    lab.run("dut", "ip", "link", "set", "dev", "d0", "xdpdrv", "obj", obj, "sec", "xdp")
+
+
+def start_dut(lab, case, mode, cleanup):
+    """Starts the device under test of `case` (xlb, or for txonly the xlb rxdrop receiver;
+    testpmd macswap; kernel DNAT; the XDP forwarder) and registers its teardown with
+    `cleanup`; returns (xlb, testpmd), None for the one that does not run."""
+    xlb = testpmd = None
+    cleanup.callback(kernel_reset, lab)
+    if case.dut == "xlb" or case.pipeline == "txonly":
+        pipeline = "rxdrop" if case.pipeline == "txonly" else case.pipeline
+        cores = [0, 1] if case.workers == 2 else [1]
+        xlb = Xlb(lab, xlb_config(lab, pipeline, mode, cores))
+        cleanup.callback(xlb.kill)
+        time.sleep(1)
+    elif case.dut in ("iptables", "nftables"):
+        kernel_dnat(lab, case.dut)
+    elif case.dut == "testpmd" and case.pipeline == "macswap":
+        # Port 0 (d0) -> port 1 (d1), MACs swapped.
+        testpmd = Testpmd(lab, "dut", "dut", "0@0,1@1", ["d0", "d1"], ["--forward-mode=macswap"])
+        cleanup.callback(testpmd.proc.kill)
+    elif case.dut == "xdp-fwd":
+        cleanup.callback(lab.run, "dut", "ip", "link", "set", "dev", "d0", "xdpdrv", "off", check=False)
+        xdp_forwarder(lab)
+    return xlb, testpmd
+
+
+def sink_steer(case, mode):
+    """Where a case's frames end up: (the addresses the sink steers, the generator's extra
+    arguments). xlb macswap bounces frames back to the generator, which receives them
+    itself (extra arguments set); the others forward to the sink, to the backends' addresses
+    when they rewrite the destination (NAT, DNAT), else to the VIP."""
+    nat_like = (case.dut == "xlb" and mode == "nat") or case.dut in ("iptables", "nftables")
+    steer = BACKENDS if nat_like else [VIP, VIP_SCTP]
+    if case.pipeline == "macswap" and case.dut == "xlb":
+        return steer, ["--rx", "g0", "--steer", f"{VIP},{VIP_SCTP}"]
+    return steer, []
+
+
 # --- one repetition of a case ---------------------------------------------------------------
 
 def run_case(lab, case, rep):
@@ -586,29 +648,12 @@ def run_case(lab, case, rep):
     xlb_pipeline = "rxdrop" if case.pipeline == "txonly" else case.pipeline
     for stale in ("gen.json", "sink.json"):
         (lab.work / stale).unlink(missing_ok=True)
-    xlb = testpmd_dut = sink = None
+    sink = None
     gen, dut_rx = {}, 0
     with contextlib.ExitStack() as cleanup:
-        cleanup.callback(kernel_reset, lab)
-        if case.dut == "xlb" or case.pipeline == "txonly":
-            cores = [0, 1] if case.workers == 2 else [1]
-            xlb = Xlb(lab, xlb_config(lab, xlb_pipeline, mode, cores))
-            cleanup.callback(xlb.kill)
-            time.sleep(1)
-        elif case.dut in ("iptables", "nftables"):
-            kernel_dnat(lab, case.dut)
-        elif case.dut == "testpmd" and case.pipeline == "macswap":
-            # Port 0 (d0) -> port 1 (d1), MACs swapped.
-            testpmd_dut = Testpmd(lab, "dut", "dut", "0@0,1@1", ["d0", "d1"], ["--forward-mode=macswap"])
-            cleanup.callback(testpmd_dut.proc.kill)
-
-        # Where the frames end up and what the sink steers.
-        nat_like = (case.dut == "xlb" and mode == "nat") or case.dut in ("iptables", "nftables")
-        steer = BACKENDS if nat_like else [VIP, VIP_SCTP]
-        extra = []
-        if case.pipeline == "macswap" and case.dut == "xlb":
-            extra = ["--rx", "g0", "--steer", f"{VIP},{VIP_SCTP}"]
-        elif xlb_pipeline != "rxdrop":
+        xlb, testpmd_dut = start_dut(lab, case, mode, cleanup)
+        steer, extra = sink_steer(case, mode)
+        if not extra and xlb_pipeline != "rxdrop":
             sink = Sink(lab, steer)
             cleanup.callback(sink.proc.kill)
         reloader = None
@@ -1007,6 +1052,326 @@ def fmt_rate(value):
     return "-" if value is None else f"{value / 1e6:.2f} MB/s"
 
 
+# --- zero-loss throughput (RFC 2544 §26.1) and cycles per packet ----------------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The NAPI threads' real-time priority (pin_napi): above every ordinary thread, below the
+# kernel's own (ksoftirqd and the like run SCHED_OTHER; migration and watchdogs at 99).
+NAPI_PRIORITY = 10
+# How long after the generator stops the sink keeps counting: frames still in a ring or in
+# a veth's queue arrive within microseconds; this is ample on a loaded machine too.
+DRAIN_SECONDS = 0.5
+# A trial whose generator sent less than this share of the rate asked for did not offer it.
+OFFERED_SHORTFALL = 0.97
+
+
+@dataclasses.dataclass(frozen=True)
+class Search:
+    """The zero-loss search's settings: trial seconds, the bracket width it stops at (a
+    share of its upper end), the loss a trial may have (a share of the offered packets), and
+    the most trials per case."""
+    trial: float
+    resolution: float
+    max_loss: float
+    max_trials: int
+
+
+def zero_loss_cases(smoke):
+    """The zero-loss run's cases: every device under test forwarding udp 64 B over 100k
+    flows, 1 worker (own core), then the 2-worker cases (cores shared with the generator and
+    the sink: contention); the smoke run's one short case."""
+    def case(name, dut, pipeline, mode, workers):
+        return Case(f"{name}/udp/w{workers}", dut, pipeline, mode, "udp", workers)
+
+    if smoke:
+        return [case("xlb-l4lb-dsr", "xlb", "l4lb", "dsr", 1)]
+    return [case("xlb-l4lb-dsr", "xlb", "l4lb", "dsr", 1),
+            case("xlb-l4lb-nat", "xlb", "l4lb", "nat", 1),
+            case("xlb-macswap", "xlb", "macswap", "dsr", 1),
+            case("testpmd-macswap", "testpmd", "macswap", "macswap", 1),
+            case("xdp-fwd", "xdp-fwd", "redirect", "dsr", 1),
+            case("iptables-dnat", "iptables", "dnat", "dnat", 1),
+            case("nftables-dnat", "nftables", "dnat", "dnat", 1),
+            case("xlb-l4lb-dsr", "xlb", "l4lb", "dsr", 2),
+            case("xlb-l4lb-nat", "xlb", "l4lb", "nat", 2),
+            case("iptables-dnat", "iptables", "dnat", "dnat", 2)]
+
+
+def kernel_threads():
+    """{pid: name} of the kernel's NAPI threads (napi/<device>-<napi id>)."""
+    threads = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                name = Path(f"/proc/{entry}/comm").read_text().strip()
+                if name.startswith("napi/"):
+                    threads[int(entry)] = name
+    return threads
+
+
+def threaded_napi(lab):
+    """Turns on GRO (so veth keeps its NAPI instances whether or not an XDP program is
+    attached) and threaded NAPI on the four veth ends; returns {device: [thread pid, ...]}.
+
+    On veth, a frame's receive work (the receiver's XDP program, its copy into an AF_XDP
+    ring, the kernel's forwarding) otherwise runs in the softirq of the core that sent it:
+    the generator's core does the device under test's receiving, and the device under
+    test's core the sink's. With a thread per receive queue, pinned (pin_napi), the work
+    lands on the side it belongs to and is counted in that thread's CPU time. The threads
+    are told apart from other namespaces' by being new: each write of `threaded` starts
+    them."""
+    before = kernel_threads()
+    for short, dev in (("gen", "g0"), ("dut", "d0"), ("dut", "d1"), ("sink", "s0")):
+        lab.run(short, "ethtool", "-K", dev, "gro", "on")
+        lab.run(short, "sh", "-c", f"echo 1 > /sys/class/net/{dev}/threaded")
+    napi = {}
+    for pid, name in kernel_threads().items():
+        if pid not in before:
+            napi.setdefault(name[len("napi/"):].rsplit("-", 1)[0], []).append(pid)
+    missing = [dev for dev in ("g0", "d0", "d1", "s0") if not napi.get(dev)]
+    if missing:
+        raise HarnessError(f"no threaded NAPI kernel thread appeared for {', '.join(missing)}")
+    return napi
+
+
+def pin_napi(napi, dut_cores):
+    """d0's and d1's NAPI threads (the device under test's receiving) on its cores; g0's
+    and s0's (the generator's and the sink's) on core 0, where those run. All of them run
+    SCHED_FIFO, above every ordinary thread, as softirqs run above them on a real NIC's
+    interrupt core: else a spinning generator or poller holds its core for a whole
+    scheduler slice while the 256-frame queue of a veth behind it overflows."""
+    for dev, pids in napi.items():
+        cores = ",".join(map(str, dut_cores)) if dev in ("d0", "d1") else "0"
+        for pid in pids:
+            sh(["taskset", "-pc", cores, pid])
+            sh(["chrt", "-f", "-p", NAPI_PRIORITY, pid])
+
+
+def cpu_seconds(pids):
+    """User plus system CPU seconds of the given processes (all their threads, exited ones
+    included) and kernel threads, from /proc/<pid>/stat; a pid that is gone counts 0."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15
+    return total / CLK_TCK
+
+
+def cores_busy(cores):
+    """Seconds the given cores spent on anything but idle (user, nice, system, irq,
+    softirq: /proc/stat), summed; minus the device under test's own, this is what else ran
+    on its cores (on this shared machine, other people's builds)."""
+    busy = 0
+    with open("/proc/stat") as stat:
+        for line in stat:
+            fields = line.split()
+            if fields[0] in {f"cpu{c}" for c in cores}:
+                user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[1:8])
+                busy += user + nice + system + irq + softirq
+    return busy / CLK_TCK
+
+
+def cpu_hz():
+    """The cores' clock in Hz, from /proc/cpuinfo's first `cpu MHz` (in a VM: the host's
+    nominal clock, which turbo and frequency scaling move)."""
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("cpu MHz"):
+                return float(line.split(":")[1]) * 1e6
+    raise HarnessError("no `cpu MHz` in /proc/cpuinfo")
+
+
+def cycles_source():
+    """How cycles per packet are counted, as the results say it. This VM's perf has no
+    hardware cycle counter (`perf stat -e cycles` reports <not supported>), so it is CPU
+    time times the clock; where perf does count cycles the line says so, and the figures
+    are still CPU time times the clock, comparable across machines with and without."""
+    mhz = cpu_hz() / 1e6
+    probe = "perf not installed"
+    if shutil.which("perf"):
+        done = subprocess.run(["perf", "stat", "-x,", "-e", "cycles", "true"], capture_output=True, text=True)
+        probe = ("perf stat -e cycles: <not supported>" if "not supported" in done.stderr or done.returncode
+                 else "perf counts cycles here, unused")
+    return f"CPU time (utime+stime, /proc) x {mhz:.0f} MHz (/proc/cpuinfo); {probe}"
+
+
+def tx_packets_now(pid, dev):
+    """Packets `dev` has sent, from /proc/<pid>/net/dev: the counters of the namespace that
+    process `pid` runs in, read without entering it."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/net/dev").read_text().splitlines():
+            name, _, counters = line.partition(":")
+            if name.strip() == dev:
+                return int(counters.split()[9])
+    return None
+
+
+def trial(lab, case, dut_pids, steer, extra, rate, search):
+    """One trial of `search.trial` seconds at `rate` packets/s (0: as fast as the generator
+    goes); returns its figures.
+
+    Loss is the generator's TX count minus what arrived (at the sink, or back at the
+    generator for xlb macswap), over its TX count: the generator drains its TX ring before
+    it reports, and the sink counts on for DRAIN_SECONDS after it stopped, so frames in
+    flight at the end are not counted as lost. CPU use is taken over the trial's steady
+    middle: from a tenth of the trial after the generator's first frames left g0 (read from
+    its namespace's counters) to a tenth before its end."""
+    gen_json = lab.work / "gen.json"
+    gen_json.unlink(missing_ok=True)
+    sink = Sink(lab, steer, core=0) if not extra else None
+    try:
+        gen = lab.spawn("gen", [lab.xlb, "pktgen", "--iface", "g0", "--quiet", "--dst-mac", D0_MAC,
+                                "--duration", search.trial, "--json", gen_json, "--queues", case.workers,
+                                "--cores", 0, "--src", "198.18.0.1", "--rate", int(rate),
+                                *traffic_args(case.traffic), *extra, "--linger", DRAIN_SECONDS], "gen")
+        try:
+            before = tx_packets_now(gen.popen.pid, "g0")
+            deadline = time.monotonic() + 30
+            while tx_packets_now(gen.popen.pid, "g0") == before:
+                if not gen.alive() or time.monotonic() > deadline:
+                    raise HarnessError(f"the generator sent nothing:\n{gen.text()}")
+                time.sleep(0.01)
+            started = time.monotonic()
+            margin = search.trial / 10
+            time.sleep(max(0.0, started + margin - time.monotonic()))
+            first = (time.monotonic(), cpu_seconds(dut_pids), cores_busy(dut_cores(case)))
+            time.sleep(max(0.0, started + search.trial - margin - time.monotonic()))
+            last = (time.monotonic(), cpu_seconds(dut_pids), cores_busy(dut_cores(case)))
+            code = gen.wait(search.trial + 30)
+            if code != 0:
+                raise HarnessError(f"xlb pktgen failed ({code}):\n{gen.text()}")
+        finally:
+            gen.kill()
+        report = read_json(gen_json)
+        arrived = (sink.stop(DRAIN_SECONDS) if sink else report).get("rx") or {}
+    finally:
+        if sink:
+            sink.proc.kill()
+    tx = report.get("tx") or {}
+    sent, received, seconds = tx.get("packets", 0), arrived.get("packets", 0), report.get("duration_s", 0)
+    window = last[0] - first[0]
+    forwarded_pps = received / seconds if seconds else 0.0
+    dut_util = (last[1] - first[1]) / window if window > 0 else 0.0
+    figures = {
+        "rate_pps": rate, "tx_packets": sent, "tx_pps": tx.get("pps", 0.0), "rx_packets": received,
+        "forwarded_pps": forwarded_pps,
+        "loss_ratio": (sent - received) / sent if sent else None,
+        "dut_cpu": dut_util,
+        "others_cpu": max(0.0, (last[2] - first[2]) / window - dut_util) if window > 0 else None,
+        "cycles_per_packet": dut_util * cpu_hz() / forwarded_pps if forwarded_pps else None,
+    }
+    figures["offered"] = rate == 0 or figures["tx_pps"] >= OFFERED_SHORTFALL * rate
+    figures["passed"] = figures["loss_ratio"] is not None and figures["loss_ratio"] <= search.max_loss
+    print(f"    {'max' if not rate else f'{rate / 1e6:.3f} Mpps'}: sent {figures['tx_pps'] / 1e6:.3f} Mpps, "
+          f"loss {100 * (figures['loss_ratio'] or 0):.4f} %, {'pass' if figures['passed'] else 'fail'}"
+          f"{'' if figures['offered'] else ' (the generator fell short of the rate)'}; "
+          f"device under test {100 * dut_util:.0f} % of a core, "
+          f"{figures['cycles_per_packet'] or 0:.0f} cycles/packet", file=sys.stderr, flush=True)
+    return figures
+
+
+def search_zero_loss(lab, case, dut_pids, steer, extra, search):
+    """RFC 2544 §26.1's throughput for one case: the highest offered rate whose trial loses
+    at most search.max_loss of its packets, by binary search.
+
+    The first trial runs unpaced: what the generator offers flat out is the top of the
+    bracket, and if that loses nothing the case is generator-bound (its rate is the
+    generator's, a lower bound of the device's). Else the next trial runs just under what
+    the device forwarded while overloaded, where zero loss usually is, and then each trial
+    halves the bracket [highest pass, lowest fail] until it is narrower than
+    search.resolution of its top, or search.max_trials trials ran. A trial whose generator
+    fell short of its rate cannot pass at that rate: the bracket's top comes down to it, and
+    the rate the generator did send counts if nothing was lost. The result is the best
+    passing trial's offered rate and its cycles per packet, with every trial."""
+    trials = [trial(lab, case, dut_pids, steer, extra, 0, search)]
+    flat_out = trials[0]
+    best = flat_out if flat_out["passed"] else None
+    low, high = 0.0, flat_out["tx_pps"]
+    if not flat_out["forwarded_pps"]:
+        raise HarnessError(f"{case.name}: nothing arrived in the unpaced trial")
+    rate = min(0.98 * flat_out["forwarded_pps"], 0.98 * high)
+    while best is not flat_out and len(trials) < search.max_trials:
+        t = trial(lab, case, dut_pids, steer, extra, rate, search)
+        trials.append(t)
+        if t["passed"]:
+            if best is None or t["tx_pps"] > best["tx_pps"]:
+                best = t
+            low = max(low, min(t["tx_pps"], rate))
+        if not t["passed"] or not t["offered"]:
+            high = min(high, rate)
+        if high - low <= search.resolution * high:
+            break
+        rate = (low + high) / 2
+    return {
+        "zero_loss_pps": best["tx_pps"] if best else 0.0,
+        "cycles_per_packet": best["cycles_per_packet"] if best else None,
+        "dut_cpu": best["dut_cpu"] if best else None,
+        "generator_bound": best is flat_out,
+        "bracket_pps": [low, high],
+        "flat_out_tx_pps": flat_out["tx_pps"],
+        "flat_out_forwarded_pps": flat_out["forwarded_pps"],
+        "flat_out_cycles_per_packet": flat_out["cycles_per_packet"],
+        "trials": trials,
+    }
+
+
+def dut_cores(case):
+    """The cores the device under test runs on: core 1 with one worker (the generator and
+    the sink keep core 0), both with two."""
+    return [0, 1] if case.workers == 2 else [1]
+
+
+def run_zero_loss_case(lab, case, napi, search):
+    """Starts the case's device under test, pins its NAPI threads to its cores, and runs the
+    zero-loss search; returns summarize.zero_loss_record's record."""
+    print(f"  {case.name}", file=sys.stderr, flush=True)
+    with contextlib.ExitStack() as cleanup:
+        xlb, testpmd = start_dut(lab, case, case.mode, cleanup)
+        pin_napi(napi, dut_cores(case))
+        # Its cost: its receive queues' NAPI threads (XDP program, copy into AF_XDP rings,
+        # kernel forwarding) and its process, if it has one.
+        dut_pids = napi["d0"] + napi["d1"] + [p.proc.popen.pid for p in (xlb, testpmd) if p]
+        steer, extra = sink_steer(case, case.mode)
+        found = search_zero_loss(lab, case, dut_pids, steer, extra, search)
+        if testpmd:
+            testpmd.stop()
+        elif xlb:
+            xlb.stop()
+    return summarize.zero_loss_record(case.name, case.dut, case.pipeline, case.mode, case.traffic,
+                                      case.workers, found)
+
+
+def measure_zero_loss(lab, cases, args):
+    """The zero-loss run: every case's search, then the result files (zero-loss.json, .md,
+    .svg); returns the exit code (a smoke run fails when a trial moved nothing)."""
+    search = Search(args.trial, args.resolution / 100, args.max_loss / 100, args.max_trials)
+    print("== topology (threaded NAPI)", flush=True)
+    down(lab)
+    up(lab)
+    napi = threaded_napi(lab)
+    source = cycles_source()
+    print(f"== zero-loss search: {len(cases)} cases, {search.trial:g} s trials, loss <= {args.max_loss:g} %, "
+          f"resolution {100 * search.resolution:g} %, at most {search.max_trials} trials; cycles: {source}",
+          flush=True)
+    started = time.monotonic()
+    records = [run_zero_loss_case(lab, case, napi, search) for case in cases]
+    settings = {"trial_s": search.trial, "resolution": search.resolution, "max_loss": search.max_loss,
+                "max_trials": search.max_trials, "cycles": source,
+                "minutes": round((time.monotonic() - started) / 60, 1)}
+    result = summarize.zero_loss_report(records, args.out, machine(), settings)
+    if not args.smoke:
+        return 0
+    idle = [r["case"] for r in result["cases"] if not any(t["rx_packets"] for t in r["trials"])]
+    if idle:
+        print(f"perf smoke: these cases moved no packets in the zero-loss search: {', '.join(idle)}",
+              file=sys.stderr)
+        return 1
+    print(f"perf smoke: the zero-loss search ran {sum(len(r['trials']) for r in result['cases'])} trials "
+          "that moved packets; result files are well formed")
+    return 0
+
+
 # --- the run --------------------------------------------------------------------------------
 
 def all_cases(smoke):
@@ -1059,7 +1424,26 @@ def parse_args(argv):
                              "overwrites a full run's results)")
     parser.add_argument("--cases", default=None, metavar="REGEX",
                         help="only the cases whose name matches REGEX (e.g. 'testpmd|xlb-.*/udp/w1')")
+    zero_loss = parser.add_argument_group(
+        "zero-loss throughput", "RFC 2544 §26.1: per case, a binary search for the highest rate a trial "
+        "carries with loss at most --max-loss, and the device under test's cycles per packet there; "
+        "writes zero-loss.json, .md and .svg under --out")
+    zero_loss.add_argument("--zero-loss", action="store_true", help="run the zero-loss search instead")
+    zero_loss.add_argument("--trial", type=float, default=None, help="seconds per trial (default 5; smoke 0.5)")
+    zero_loss.add_argument("--resolution", type=float, default=3.0,
+                           help="stop when the bracket is narrower than this %% of its top (default 3)")
+    zero_loss.add_argument("--max-loss", type=float, default=0.01,
+                           help="the %% of offered packets a passing trial may lose (default 0.01)")
+    zero_loss.add_argument("--max-trials", type=int, default=None,
+                           help="trials per case at most, the unpaced first one included (default 8; smoke 3)")
     args = parser.parse_args(argv)
+    if args.trial is None:
+        args.trial = 0.5 if args.smoke else 5.0
+    if args.max_trials is None:
+        args.max_trials = 3 if args.smoke else 8
+    if args.trial <= 0 or args.max_trials < 1 or not 0 < args.resolution < 100 or args.max_loss < 0:
+        parser.error("--trial must be positive, --max-trials at least 1, --resolution within 0..100 "
+                     "and --max-loss not negative")
     if args.reps is None:
         args.reps = 1 if args.smoke else 5
     if args.duration is None:
@@ -1088,6 +1472,9 @@ def select(cases, regex):
 
 def check_tools(cases):
     """Fails early, saying what to install, when a selected case needs a missing tool."""
+    if any(c.dut == "xdp-fwd" for c in cases) and not shutil.which("clang"):
+        sys.exit("perf: clang not found to build perf/xdp_fwd.c; run scripts/setup.sh as root, or leave "
+                 "xdp-fwd out with --cases")
     if any(c.name.startswith("testpmd-") for c in cases) and not shutil.which("dpdk-testpmd"):
         sys.exit("perf: dpdk-testpmd not found; run scripts/setup.sh as root (Debian packages dpdk-dev and "
                  "librte-net-af-xdp23), or leave the testpmd cases out with --cases")
@@ -1122,7 +1509,7 @@ def main(argv):
     args = parse_args(argv)
     if os.geteuid() != 0:
         sys.exit(f"perf: needs root (network namespaces, XDP, AF_XDP); run: sudo {sys.argv[0]}")
-    cases = select(all_cases(args.smoke), args.cases)
+    cases = select(zero_loss_cases(args.smoke) if args.zero_loss else all_cases(args.smoke), args.cases)
     check_tools(cases)
     xlb = os.environ.get("XLB_BIN")
     if not xlb:
@@ -1135,7 +1522,7 @@ def main(argv):
               work=work, duration=args.duration, smoke=args.smoke)
     code = 1
     try:
-        code = measure(lab, cases, args)
+        code = (measure_zero_loss if args.zero_loss else measure)(lab, cases, args)
     except HarnessError as error:
         print(f"perf: {error}", file=sys.stderr)
     finally:
@@ -1145,6 +1532,18 @@ def main(argv):
         else:
             print(f"perf: the peers' logs and configs are kept in {work}", file=sys.stderr)
     return code
+
+
+def machine():
+    """The machine in one line: cores, CPU model and clock, kernel, and when (UTC)."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (f"{os.cpu_count()} vCPUs, {model} at {cpu_hz() / 1e6:.0f} MHz, Linux {platform.release()}, "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
 
 def measure(lab, cases, args):

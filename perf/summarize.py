@@ -255,3 +255,158 @@ def report(runs, out_dir, machine):
     xml.dom.minidom.parse(str(out / "mpps.svg"))
     print((out / "results.md").read_text())
     return result
+
+
+# --- the zero-loss run (perf/harness.py --zero-loss) ----------------------------------------
+
+# The issue's targets for l4lb dsr against the others, from one run: (ratio, numerator case,
+# denominator case, what is compared, goal, whether the ratio must stay at most the goal).
+ZERO_LOSS_TARGETS = [
+    ("l4lb dsr / testpmd macswap", "xlb-l4lb-dsr/udp/w1", "testpmd-macswap/udp/w1", "rate", 1.0, False),
+    ("l4lb dsr / xdp-fwd", "xlb-l4lb-dsr/udp/w1", "xdp-fwd/udp/w1", "rate", 0.8, False),
+    ("l4lb dsr / testpmd macswap, cycles/packet", "xlb-l4lb-dsr/udp/w1", "testpmd-macswap/udp/w1",
+     "cycles", 1.2, True),
+    ("l4lb dsr / iptables DNAT, 100k flows", "xlb-l4lb-dsr/udp/w1", "iptables-dnat/udp/w1", "rate", 2.0,
+     False),
+    ("l4lb nat / iptables DNAT, 100k flows", "xlb-l4lb-nat/udp/w1", "iptables-dnat/udp/w1", "rate", None,
+     False),
+    ("xlb macswap / testpmd macswap", "xlb-macswap/udp/w1", "testpmd-macswap/udp/w1", "rate", None, False),
+    ("testpmd macswap / xdp-fwd", "testpmd-macswap/udp/w1", "xdp-fwd/udp/w1", "rate", None, False),
+    ("l4lb dsr / iptables DNAT, 100k flows, 2 workers (contention)", "xlb-l4lb-dsr/udp/w2",
+     "iptables-dnat/udp/w2", "rate", 2.0, False),
+    ("l4lb nat / iptables DNAT, 100k flows, 2 workers (contention)", "xlb-l4lb-nat/udp/w2",
+     "iptables-dnat/udp/w2", "rate", None, False),
+]
+
+
+def zero_loss_record(case, dut, pipeline, mode, traffic, workers, found):
+    """One case of the zero-loss run as one dict: its identity and what the search found
+    (harness.search_zero_loss); prints a progress line on stderr."""
+    line = {"case": case, "dut": dut, "pipeline": pipeline, "mode": mode, "traffic": traffic,
+            "workers": int(workers), **found}
+    cycles = found["cycles_per_packet"]
+    print(f'  {case:<34} zero loss {found["zero_loss_pps"] / 1e6:.3f} Mpps'
+          f'{" (generator-bound)" if found["generator_bound"] else ""}, '
+          f'{"-" if cycles is None else f"{cycles:.0f}"} cycles/packet, {len(found["trials"])} trials',
+          file=sys.stderr)
+    return line
+
+
+def zero_loss_ratios(cases):
+    """The targets' ratios that this run's cases give: {name: {value, goal, met}}."""
+    by_name = {c["case"]: c for c in cases}
+    ratios = {}
+    for name, top, bottom, what, goal, at_most in ZERO_LOSS_TARGETS:
+        if top not in by_name or bottom not in by_name:
+            continue
+        key = "zero_loss_pps" if what == "rate" else "cycles_per_packet"
+        a, b = by_name[top][key], by_name[bottom][key]
+        if a is None or not b:
+            continue
+        value = a / b
+        met = None if goal is None else (value <= goal if at_most else value >= goal)
+        ratios[name] = {"value": value, "goal": goal, "at_most": at_most, "met": met}
+    return ratios
+
+
+def zero_loss_svg(cases, path):
+    """Two bar charts side by side, a row per case: Mpps at zero loss (with a tick at the
+    rate the case forwarded flat out) and cycles per packet at that rate."""
+    width, left, bar, gap, panel = 980, 230, 14, 6, 330
+    height = 64 + len(cases) * (bar + gap)
+    colors = {"xlb": "#2b7bb9", "iptables": "#d95f02", "nftables": "#e6ab02", "testpmd": "#1b9e77",
+              "xdp-fwd": "#7570b3"}
+    top_rate = max([c["zero_loss_pps"] for c in cases] + [c["flat_out_forwarded_pps"] for c in cases] + [1]) / 1e6
+    top_cycles = max([c["cycles_per_packet"] or 0 for c in cases] + [1])
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="11">',
+           f'<text x="{left}" y="18" font-size="13">Mpps at zero loss (tick: forwarded flat out)</text>',
+           f'<text x="{left + panel + 60}" y="18" font-size="13">cycles per packet at that rate</text>']
+    for i, c in enumerate(cases):
+        y = 34 + i * (bar + gap)
+        color = colors.get(c["dut"], "#777")
+        rate, flat = c["zero_loss_pps"] / 1e6, c["flat_out_forwarded_pps"] / 1e6
+        label = c["case"] + (" *" if c["workers"] == 2 else "")
+        out.append(f'<text x="{left - 6}" y="{y + bar - 3}" text-anchor="end">{label}</text>')
+        out.append(f'<rect x="{left}" y="{y}" width="{rate / top_rate * panel:.1f}" height="{bar}" fill="{color}"/>')
+        x = left + flat / top_rate * panel
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y - 2}" y2="{y + bar + 2}" stroke="black"/>')
+        out.append(f'<text x="{left + max(rate, flat) / top_rate * panel + 4:.1f}" y="{y + bar - 3}">'
+                   f'{rate:.3f}</text>')
+        cycles = c["cycles_per_packet"]
+        if cycles is not None:
+            x0 = left + panel + 60
+            out.append(f'<rect x="{x0}" y="{y}" width="{cycles / top_cycles * (panel - 40):.1f}" '
+                       f'height="{bar}" fill="{color}"/>')
+            out.append(f'<text x="{x0 + cycles / top_cycles * (panel - 40) + 4:.1f}" y="{y + bar - 3}">'
+                       f'{cycles:.0f}</text>')
+    out.append(f'<text x="{left}" y="{height - 8}">* 2 workers on the cores the generator and the sink '
+               f'also use: contention, not scaling</text>')
+    out.append("</svg>")
+    path.write_text("\n".join(out) + "\n")
+
+
+def number(value, spec, none="-"):
+    """value formatted with spec, or `none` for None."""
+    return none if value is None else format(value, spec)
+
+
+def zero_loss_report(records, out_dir, machine, settings):
+    """Writes zero-loss.json, zero-loss.md and zero-loss.svg under out_dir, reads them back
+    (they must be well formed), prints zero-loss.md and returns the JSON content."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    by_name = {r["case"]: r for r in records}
+    ratios = zero_loss_ratios(records)
+    result = {"machine": machine, "settings": settings, "cases": records, "ratios": ratios}
+    (out / "zero-loss.json").write_text(json.dumps(result, indent=2) + "\n")
+
+    def versus(case, other):
+        base = by_name.get(other)
+        if not base or not base["zero_loss_pps"]:
+            return "-"
+        return f'{case["zero_loss_pps"] / base["zero_loss_pps"]:.2f}'
+
+    lines = [f"Machine: {machine}. Zero-loss throughput (RFC 2544 §26.1): the highest offered rate of "
+             f"udp 64 B over 100k flows whose {settings['trial_s']:g} s trial lost at most "
+             f"{100 * settings['max_loss']:g} % of its packets, by binary search to within "
+             f"{100 * settings['resolution']:g} % (at most {settings['max_trials']} trials per case; this "
+             f"run took {settings['minutes']:g} minutes). Cycles per packet: the device under test's CPU "
+             f"(its process and its receive queues' NAPI threads) over the trial's middle, divided by "
+             f"the packets it forwarded; counted as {settings['cycles']}. Ratios from this run only.",
+             "",
+             "| case | zero-loss Mpps | cycles/packet | DUT CPU, cores | others on its cores | flat out: sent / "
+             "forwarded Mpps, cycles/packet | trials | / testpmd macswap | / xdp-fwd | / iptables DNAT |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in records:
+        best = max((t for t in c["trials"] if t["passed"]), key=lambda t: t["tx_pps"], default=None)
+        name = c["case"] + (" (contention)" if c["workers"] == 2 else "")
+        rate = f'{c["zero_loss_pps"] / 1e6:.3f}' + (" (generator-bound)" if c["generator_bound"] else "")
+        flat_out = (f'{c["flat_out_tx_pps"] / 1e6:.3f} / {c["flat_out_forwarded_pps"] / 1e6:.3f}, '
+                    f'{number(c["flat_out_cycles_per_packet"], ".0f")}')
+        lines.append(f'| {name} | {rate} | {number(c["cycles_per_packet"], ".0f")} | {number(c["dut_cpu"], ".2f")} | '
+                     f'{number(best and best["others_cpu"], ".2f")} | {flat_out} | {len(c["trials"])} | '
+                     f'{versus(c, "testpmd-macswap/udp/w1")} | {versus(c, "xdp-fwd/udp/w1")} | '
+                     f'{versus(c, "iptables-dnat/udp/w" + str(c["workers"]))} |')
+    lines += ["", "| ratio | value | goal |", "|---|---|---|"]
+    for name, r in ratios.items():
+        goal = "-" if r["goal"] is None else (("≤ " if r["at_most"] else "≥ ") + f'{r["goal"]:g}' +
+                                              (" (met)" if r["met"] else " (not met)"))
+        lines.append(f'| {name} | {r["value"]:.2f} | {goal} |')
+    lines += ["", "Every trial (rate asked; sent, forwarded Mpps; loss; pass; DUT CPU; cycles/packet):", ""]
+    for c in records:
+        trials = "; ".join(
+            f'{number(t["rate_pps"] / 1e6 if t["rate_pps"] else None, ".3f", "max")}: '
+            f'{t["tx_pps"] / 1e6:.3f}, {t["forwarded_pps"] / 1e6:.3f}, '
+            f'{100 * (t["loss_ratio"] or 0):.3f} %, {"pass" if t["passed"] else "fail"}'
+            f'{"" if t["offered"] else " (generator short)"}, {t["dut_cpu"]:.2f}, '
+            f'{number(t["cycles_per_packet"], ".0f")}'
+            for t in c["trials"])
+        lines.append(f'- {c["case"]}: {trials}')
+    (out / "zero-loss.md").write_text("\n".join(lines) + "\n")
+    zero_loss_svg(records, out / "zero-loss.svg")
+
+    result = json.loads((out / "zero-loss.json").read_text())
+    xml.dom.minidom.parse(str(out / "zero-loss.svg"))
+    print((out / "zero-loss.md").read_text())
+    return result
