@@ -128,6 +128,11 @@ fn cases() -> Vec<Case> {
         case("health check default timeout above interval", service(&format!("{TCP_DSR}    health_check: »{{ kind: tcp, interval: 200ms }}\n"), ONE_BACKEND), "services[0].health_check.timeout: timeout 500ms must be above 0 and shorter than interval 200ms"),
         case("health check status", service(&format!("{TCP_DSR}    health_check: {{ kind: http, expect_status: »42 }}\n"), ONE_BACKEND), "services[0].health_check.expect_status: 42 is not an HTTP status code"),
         case("health check port zero", service(&format!("{TCP_DSR}    health_check: {{ kind: tcp, port: »0 }}\n"), ONE_BACKEND), "services[0].health_check.port: port 0 cannot be probed"),
+        // Announcement.
+        case("announce device name", "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\nannounce: { device: »\"xlb announce\" }\n", "announce.device: \"xlb announce\" is not an interface name"),
+        case("announce on a dataplane interface", "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\nannounce:\n  device: »eth1\n", "announce.device: `eth1` is a dataplane interface; the announcement needs a device of its own"),
+        case("announce drain too long", "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\nannounce: { drain: »2h }\n", "announce.drain: 7200s is longer than the 600s a drain may take"),
+        case("unknown announce field", "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\nannounce: { »bgp: true }\n", "announce: unknown field `bgp`"),
     ]
 }
 

@@ -185,6 +185,7 @@ fn fixture() -> Fixture {
                 sctp_associations: 1024,
                 nat_sessions: 2048,
             },
+            announce: Arc::default(),
         },
         ids,
     }

@@ -21,9 +21,9 @@ use std::path::Path;
 pub use error::ConfigError;
 pub use model::is_prime;
 pub use model::{
-    AllDownPolicy, Backend, BackendState, DataplaneConfig, Encapsulation, FlowTableConfig,
-    Forwarding, HealthCheck, HealthCheckKind, IdlePolicy, Interface, Protocol, Queues,
-    SctpTableConfig, Service, ServiceTable, SnatConfig, Workers, XdpMode, ZeroCopy,
+    AllDownPolicy, AnnounceConfig, Backend, BackendState, DataplaneConfig, Encapsulation,
+    FlowTableConfig, Forwarding, HealthCheck, HealthCheckKind, IdlePolicy, Interface, Protocol,
+    Queues, SctpTableConfig, Service, ServiceTable, SnatConfig, Workers, XdpMode, ZeroCopy,
     MAGLEV_MAX_TABLE_SIZE, MAX_BACKENDS, MAX_STEERED_ADDRESSES, SCTP_MAX_ADDRESSES,
 };
 pub use text::{format_mac, parse_duration, parse_mac};
@@ -48,10 +48,12 @@ pub fn parse(text: &str, origin: &str) -> Result<ServiceTable, ConfigError> {
         version: SchemaVersion,
         dataplane,
         services,
+        announce,
     } = document;
     let table = ServiceTable {
         dataplane,
         services,
+        announce,
     };
     validate::validate(&table).map_err(|problem| {
         let (line, column) = locate::locate(text, &problem.path).unwrap_or((1, 1));

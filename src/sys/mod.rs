@@ -1,10 +1,13 @@
 //! The `unsafe` system primitives below every layer: tables on transparent huge pages
-//! (`huge_pages`) and the CPU's prefetch hint (`prefetch`). They live here, not in
+//! (`huge_pages`), the CPU's prefetch hint (`prefetch`) and a TUN device that dies with
+//! its process (`tun`, which holds announced VIPs). They live here, not in
 //! `xsk`, so the sans-IO balancer can use them without depending on the AF_XDP layer;
 //! `sys` and `xsk` are the only homes of `unsafe`.
 
 mod huge_pages;
 mod prefetch;
+mod tun;
 
 pub use huge_pages::HugePageSlice;
 pub use prefetch::prefetch;
+pub use tun::TunDevice;
