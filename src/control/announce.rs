@@ -316,3 +316,64 @@ pub fn describe(table: &ServiceTable, vip: IpAddr) -> String {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lb::snapshot::{DownBackends, StaticResolver};
+
+    const TABLE: &str = "version: 1\ndataplane:\n  interfaces: [{ name: eth0 }]\n  maglev_table_size: 1009\n\
+        services:\n\
+        - { name: web, vips: [198.18.100.10, \"2001:db8:100::10\"], protocol: tcp, ports: [80], forwarding: dsr,\n\
+            backends: [{ name: a, address: 198.18.1.11, mac: \"02:00:00:00:01:11\" }, { name: b, address: 198.18.1.12, mac: \"02:00:00:00:01:12\" }] }\n\
+        - { name: dns, vips: [198.18.100.10], protocol: udp, ports: [53], forwarding: dsr,\n\
+            backends: [{ name: a, address: 198.18.1.11, mac: \"02:00:00:00:01:11\" }] }\n\
+        - { name: api, vips: [198.18.100.20], protocol: tcp, ports: [443], forwarding: dsr,\n\
+            backends: [{ name: c, address: 198.18.1.13 }] }\n";
+
+    fn servable(table: &ServiceTable, down: &[(&str, &str)]) -> Vec<String> {
+        let down: DownBackends = down
+            .iter()
+            .map(|(s, b)| ((*s).to_owned(), (*b).to_owned()))
+            .collect();
+        // Backends with a `mac` resolve; api's `c` has none, so it never resolves.
+        let resolver = StaticResolver {
+            port_macs: vec![[2, 0, 0, 0, 0, 2]],
+            egress: 0,
+        };
+        let snapshot = Snapshot::build(table, 1, None, &resolver, &down).expect("snapshot");
+        servable_vips(table, &snapshot)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_vip_is_servable_while_one_of_its_services_has_a_healthy_backend() {
+        let table = crate::config::parse(TABLE, "t.yaml").expect("valid");
+        // api's only backend is unresolved: its VIP is never announced.
+        let web = ["198.18.100.10", "2001:db8:100::10"];
+        assert_eq!(servable(&table, &[]), web);
+        // web keeps b while dns is down: web's VIPs stay.
+        assert_eq!(servable(&table, &[("web", "a"), ("dns", "a")]), web);
+        // web is down but dns serves 198.18.100.10: routing cannot split by protocol.
+        assert_eq!(
+            servable(&table, &[("web", "a"), ("web", "b")]),
+            ["198.18.100.10"]
+        );
+        assert!(servable(&table, &[("web", "a"), ("web", "b"), ("dns", "a")]).is_empty());
+    }
+
+    #[test]
+    fn explain_says_how_a_vip_is_announced() {
+        let mut table = crate::config::parse(TABLE, "t.yaml").expect("valid");
+        let vip: IpAddr = "2001:db8:100::10".parse().expect("address");
+        assert!(describe(&table, vip).starts_with("announce: off"));
+        table.announce = Some(AnnounceConfig::default());
+        assert_eq!(
+            describe(&table, vip),
+            "announce: 2001:db8:100::10/128 on device xlb-announce while a service on it has \
+             a healthy backend; SIGTERM withdraws, then drains 2s"
+        );
+    }
+}
