@@ -340,6 +340,8 @@ fn the_example_parses_and_spells_out_the_defaults() {
         ["0.0.0.0/0", "::/0"]
     );
     assert_eq!(api.health_check, None);
+    assert_eq!(example.announce, Some(config::AnnounceConfig::default()));
+    assert_eq!(minimal.announce, None);
 }
 
 #[test]
