@@ -386,7 +386,7 @@ fn the_json_schema_describes_the_file() {
     let properties = schema["properties"].as_object().unwrap();
     let mut names: Vec<&str> = properties.keys().map(String::as_str).collect();
     names.sort_unstable();
-    assert_eq!(names, ["dataplane", "services", "version"]);
+    assert_eq!(names, ["announce", "dataplane", "services", "version"]);
     assert_eq!(schema["additionalProperties"], false);
     let required = schema["required"].as_array().unwrap();
     assert!(required.contains(&"version".into()) && required.contains(&"dataplane".into()));

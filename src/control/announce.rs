@@ -168,6 +168,11 @@ impl Announcer {
             None => self.held.insert(open(&config.device)?),
         };
         let want = servable_vips(table, snapshot);
+        if want == held.announced {
+            let announced = held.announced.clone();
+            self.publish_status(Some(&all), &announced);
+            return Ok(());
+        }
         let socket = RouteSocket::open()?;
         let device = held.tun.name().to_owned();
         for vip in held
