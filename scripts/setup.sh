@@ -12,6 +12,9 @@ PACKAGES=(
   # real SCTP peers: usrsctp's tsctp, client and echo_server (tests/sctp_e2e.rs; gcc above
   # builds their preload shim, scripts/usrsctp_shim.c)
   libusrsctp-examples
+  # cluster lab (scripts/cluster.sh, tests/cluster_e2e.rs): BIRD 2 on the ECMP router
+  # and on every xlb node, announcing VIPs over BGP
+  bird2
   # least privilege: crun runs the OCI image of scripts/image.sh in tests/privilege.rs
   crun
   # monitoring: `promtool check rules` on config/monitoring/xlb-alerts.yaml (Debian ships

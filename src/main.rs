@@ -155,6 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let table = config::load(&config)?;
             println!("{}", explain::explain(&table, protocol.into(), src, dst)?);
+            println!("{}", xlb::control::announce::describe(&table, dst.ip()));
         }
         Command::Diff { old, new, url } => {
             let (old, new) = (config::load(&old)?, config::load(&new)?);

@@ -143,6 +143,11 @@ fn cases() -> Vec<Case> {
         case("sync peer twice", format!("{SYNC_HEAD}      peers: [198.18.2.2:7600, »198.18.2.2:7600]\n"), "dataplane.sctp.sync.peers[1]: 198.18.2.2:7600 is listed twice"),
         case("sync walks too rare", format!("{SYNC_HEAD}      peers: [198.18.2.2:7600]\n      full_resync: »200s\n"), "dataplane.sctp.sync.full_resync: 200s is out of range: at least 1s and at most half of flow_table.sctp_idle (300s)"),
         case("health check port zero", service(&format!("{TCP_DSR}    health_check: {{ kind: tcp, port: »0 }}\n"), ONE_BACKEND), "services[0].health_check.port: port 0 cannot be probed"),
+        // Announcement.
+        case("announce device name", "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\nannounce: { device: »\"xlb announce\" }\n", "announce.device: \"xlb announce\" is not an interface name"),
+        case("announce on a dataplane interface", "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\nannounce:\n  device: »eth1\n", "announce.device: `eth1` is a dataplane interface; the announcement needs a device of its own"),
+        case("announce drain too long", "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\nannounce: { drain: »2h }\n", "announce.drain: 7200s is longer than the 600s a drain may take"),
+        case("unknown announce field", "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\nannounce: { »bgp: true }\n", "announce: unknown field `bgp`"),
     ]
 }
 
@@ -350,6 +355,8 @@ fn the_example_parses_and_spells_out_the_defaults() {
         ["0.0.0.0/0", "::/0"]
     );
     assert_eq!(api.health_check, None);
+    assert_eq!(example.announce, Some(config::AnnounceConfig::default()));
+    assert_eq!(minimal.announce, None);
 }
 
 #[test]
@@ -394,7 +401,7 @@ fn the_json_schema_describes_the_file() {
     let properties = schema["properties"].as_object().unwrap();
     let mut names: Vec<&str> = properties.keys().map(String::as_str).collect();
     names.sort_unstable();
-    assert_eq!(names, ["dataplane", "services", "version"]);
+    assert_eq!(names, ["announce", "dataplane", "services", "version"]);
     assert_eq!(schema["additionalProperties"], false);
     let required = schema["required"].as_array().unwrap();
     assert!(required.contains(&"version".into()) && required.contains(&"dataplane".into()));

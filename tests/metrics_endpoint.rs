@@ -186,6 +186,7 @@ fn fixture() -> Fixture {
                 nat_sessions: 2048,
             },
             sync: None,
+            announce: Arc::default(),
         },
         ids,
     }

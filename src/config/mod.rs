@@ -21,10 +21,10 @@ use std::path::Path;
 pub use error::ConfigError;
 pub use model::is_prime;
 pub use model::{
-    AllDownPolicy, Backend, BackendState, DataplaneConfig, Encapsulation, FlowTableConfig,
-    Forwarding, HealthCheck, HealthCheckKind, HealthCheckVia, IdlePolicy, Interface, Protocol,
-    Queues, SctpHash, SctpSyncConfig, SctpTableConfig, Service, ServiceSctp, ServiceTable,
-    SnatConfig, Workers, XdpMode, ZeroCopy, MAGLEV_MAX_TABLE_SIZE, MAX_BACKENDS,
+    AllDownPolicy, AnnounceConfig, Backend, BackendState, DataplaneConfig, Encapsulation,
+    FlowTableConfig, Forwarding, HealthCheck, HealthCheckKind, HealthCheckVia, IdlePolicy,
+    Interface, Protocol, Queues, SctpHash, SctpSyncConfig, SctpTableConfig, Service, ServiceSctp,
+    ServiceTable, SnatConfig, Workers, XdpMode, ZeroCopy, MAGLEV_MAX_TABLE_SIZE, MAX_BACKENDS,
     MAX_STEERED_ADDRESSES, SCTP_MAX_ADDRESSES,
 };
 pub use text::{format_mac, parse_duration, parse_mac};
@@ -49,10 +49,12 @@ pub fn parse(text: &str, origin: &str) -> Result<ServiceTable, ConfigError> {
         version: SchemaVersion,
         dataplane,
         services,
+        announce,
     } = document;
     let table = ServiceTable {
         dataplane,
         services,
+        announce,
     };
     validate::validate(&table).map_err(|problem| {
         let (line, column) = locate::locate(text, &problem.path).unwrap_or((1, 1));

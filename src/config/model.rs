@@ -24,6 +24,9 @@ pub struct ServiceTable {
     /// The virtual services and their backends.
     #[serde(default)]
     pub services: Vec<Service>,
+    /// Route announcement of the VIPs through the node's routing daemon; absent: none.
+    #[serde(default)]
+    pub announce: Option<AnnounceConfig>,
 }
 
 /// The file as written: the schema version, then the table itself.
@@ -38,6 +41,9 @@ pub(crate) struct Document {
     /// The virtual services and their backends.
     #[serde(default)]
     pub(crate) services: Vec<Service>,
+    /// Route announcement of the VIPs through the node's routing daemon; absent: none.
+    #[serde(default)]
+    pub(crate) announce: Option<AnnounceConfig>,
 }
 
 /// The only schema version this xlb reads; any other is refused while parsing.
@@ -407,6 +413,36 @@ impl Default for SnatConfig {
             addresses: Vec::new(),
             port_range: (1024, 65535),
             unanswered_idle: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How a node announces its VIPs (docs/deployment.md): xlb holds each servable VIP as a
+/// host address on a TUN device of its own, which the node's routing daemon (BIRD's
+/// `protocol direct`, FRR's `redistribute connected`) exports over BGP. The device dies
+/// with the process, so a crash withdraws every VIP without clean-up code.
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnnounceConfig {
+    /// Whether VIPs are announced; `false` withdraws them all while xlb keeps forwarding
+    /// (draining the node by a reload).
+    pub enabled: bool,
+    /// Name of the TUN device holding the announced VIPs, which the routing daemon
+    /// watches; no other process may hold a device of that name.
+    pub device: String,
+    /// How long SIGTERM keeps forwarding after withdrawing every VIP, so the routers move
+    /// the flows away before the dataplane stops.
+    #[serde(deserialize_with = "text::duration")]
+    #[schemars(schema_with = "text::duration_schema")]
+    pub drain: Duration,
+}
+
+impl Default for AnnounceConfig {
+    fn default() -> Self {
+        AnnounceConfig {
+            enabled: true,
+            device: "xlb-announce".to_owned(),
+            drain: Duration::from_secs(2),
         }
     }
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 use super::locate::FieldPath;
 use super::model::is_prime;
 use super::model::{
-    DataplaneConfig, Forwarding, HealthCheck, HealthCheckKind, HealthCheckVia, Protocol, Queues,
-    SctpSyncConfig, Service, ServiceTable, Workers, MAGLEV_MAX_TABLE_SIZE, MAX_BACKENDS,
-    MAX_STEERED_ADDRESSES, SCTP_MAX_ADDRESSES,
+    AnnounceConfig, DataplaneConfig, Forwarding, HealthCheck, HealthCheckKind, HealthCheckVia,
+    Protocol, Queues, SctpSyncConfig, Service, ServiceTable, Workers, MAGLEV_MAX_TABLE_SIZE,
+    MAX_BACKENDS, MAX_STEERED_ADDRESSES, SCTP_MAX_ADDRESSES,
 };
 
 /// A semantic error: the node it is about and what is wrong with it.
@@ -63,7 +63,46 @@ pub(crate) fn validate(table: &ServiceTable) -> Checked {
             &services,
         )?;
     }
-    check_counts(table, &services)
+    check_counts(table, &services)?;
+    if let Some(announce) = &table.announce {
+        check_announce(announce, &table.dataplane, &root.key("announce"))?;
+    }
+    Ok(())
+}
+
+/// Longest `announce.drain`: SIGTERM should end in minutes, as service managers expect.
+const ANNOUNCE_DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The announcement device is a fresh interface name, not one the dataplane binds.
+fn check_announce(
+    announce: &AnnounceConfig,
+    dataplane: &DataplaneConfig,
+    at: &FieldPath,
+) -> Checked {
+    let device = &announce.device;
+    if device.is_empty() || device.len() > INTERFACE_NAME_MAX || device.contains(['/', ' ', ':']) {
+        return problem(
+            at.key("device"),
+            format!("{device:?} is not an interface name (1 to {INTERFACE_NAME_MAX} characters, no '/', ':' or space)"),
+        );
+    }
+    if dataplane.interfaces.iter().any(|i| i.name == *device) {
+        return problem(
+            at.key("device"),
+            format!("`{device}` is a dataplane interface; the announcement needs a device of its own (xlb creates it), e.g. xlb-announce"),
+        );
+    }
+    if announce.drain > ANNOUNCE_DRAIN_MAX {
+        return problem(
+            at.key("drain"),
+            format!(
+                "{:?} is longer than the {}s a drain may take; routers move flows away within seconds",
+                announce.drain,
+                ANNOUNCE_DRAIN_MAX.as_secs()
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// Totals over the whole table that the dataplane's fixed-size structures bound.

@@ -33,6 +33,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tracing::{debug, warn};
 
+use crate::control::announce::AnnounceStatus;
 use crate::control::sync::SyncStats;
 use crate::lb::snapshot::{BackendId, Snapshot};
 use crate::lb::verdict::DropReason;
@@ -120,6 +121,8 @@ pub struct MetricsSources {
     pub capacities: TableCapacities,
     /// SCTP sync with the cluster's other nodes, when configured.
     pub sync: Option<Arc<SyncStats>>,
+    /// Which VIPs the node's routing daemon is given to announce.
+    pub announce: Arc<AnnounceStatus>,
 }
 
 /// A label value written with the escapes the text format requires (`\\`, `\"`,
@@ -623,6 +626,22 @@ impl SourcesCollector {
             series,
         )
     }
+
+    fn encode_announce(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let vips = self.0.announce.vips();
+        if vips.is_empty() {
+            return Ok(());
+        }
+        let texts: Vec<(String, bool)> = vips.iter().map(|(v, a)| (v.to_string(), *a)).collect();
+        gauges(
+            encoder,
+            "xlb_vip_announced",
+            "1 while the VIP is on the announcement device (the routing daemon announces it), 0 while withdrawn.",
+            texts
+                .iter()
+                .map(|(vip, on)| (vec![("vip", Escaped(vip))], u64::from(*on))),
+        )
+    }
 }
 
 impl Collector for SourcesCollector {
@@ -632,7 +651,8 @@ impl Collector for SourcesCollector {
         self.encode_sctp(&mut encoder)?;
         self.encode_nat(&mut encoder)?;
         self.encode_reloads(&mut encoder)?;
-        self.encode_sync(&mut encoder)
+        self.encode_sync(&mut encoder)?;
+        self.encode_announce(&mut encoder)
     }
 }
 

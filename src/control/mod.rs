@@ -4,8 +4,10 @@
 //! backends' next hops through the kernel's routing and neighbour tables; `diff` says
 //! what a reload changes; `explain` answers which backend a flow maps to; `health`
 //! probes backends and tracks which are down; `metrics` serves the Prometheus
-//! endpoint and `stats` is the live terminal view of it.
+//! endpoint and `stats` is the live terminal view of it; `announce` holds the VIPs
+//! the node's routing daemon announces while this node can serve them.
 
+pub mod announce;
 pub mod diff;
 pub mod explain;
 pub mod health;

@@ -271,15 +271,15 @@ impl NeighbourEntry {
     }
 }
 
-/// A NETLINK_ROUTE socket with request/response helpers.
-struct RouteSocket {
+/// A NETLINK_ROUTE socket with request/response helpers (also `announce`'s).
+pub(crate) struct RouteSocket {
     /// The connected netlink socket.
     socket: Socket,
 }
 
 impl RouteSocket {
     /// Open and connect a NETLINK_ROUTE socket to the kernel.
-    fn open() -> Result<Self, NeighborError> {
+    pub(crate) fn open() -> Result<Self, NeighborError> {
         let netlink_error = |source| NeighborError::Netlink {
             request: "socket",
             source,
@@ -294,7 +294,7 @@ impl RouteSocket {
 
     /// Send one request and collect the answers up to DONE, an error, or
     /// the end of a single (non-multipart) answer.
-    fn request(
+    pub(crate) fn request(
         &self,
         request: &'static str,
         message: RouteNetlinkMessage,
@@ -476,7 +476,7 @@ impl RouteSocket {
     }
 
     /// Index of the interface called `ifname`.
-    fn link_index_by_name(&self, ifname: &str) -> Result<u32, NeighborError> {
+    pub(crate) fn link_index_by_name(&self, ifname: &str) -> Result<u32, NeighborError> {
         let mut query = LinkMessage::default();
         query
             .attributes

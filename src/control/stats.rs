@@ -465,6 +465,8 @@ struct Frame {
     services: Vec<ServiceRow>,
     sctp_associations: f64,
     nat_sessions: f64,
+    /// Each VIP and whether the node's routing daemon is given it to announce.
+    announced: Vec<(String, bool)>,
 }
 
 impl Frame {
@@ -530,6 +532,11 @@ impl Frame {
             services,
             sctp_associations: after.value("xlb_sctp_associations").unwrap_or(0.0),
             nat_sessions: after.value("xlb_nat_sessions").unwrap_or(0.0),
+            announced: after
+                .series("xlb_vip_announced")
+                .iter()
+                .map(|s| (s.label("vip").to_string(), s.value > 0.0))
+                .collect(),
         }
     }
 
@@ -587,6 +594,27 @@ impl Frame {
             "SCTP associations {}  NAT sessions {}",
             self.sctp_associations, self.nat_sessions
         )?;
+        if !self.announced.is_empty() {
+            let list = |on: bool| {
+                let vips: Vec<&str> = self
+                    .announced
+                    .iter()
+                    .filter(|(_, a)| *a == on)
+                    .map(|(vip, _)| vip.as_str())
+                    .collect();
+                if vips.is_empty() {
+                    "-".to_string()
+                } else {
+                    vips.join(" ")
+                }
+            };
+            writeln!(
+                text,
+                "VIPs announced: {}  withdrawn: {}",
+                list(true),
+                list(false)
+            )?;
+        }
         Ok(())
     }
 }
@@ -665,6 +693,24 @@ mod tests {
         let text = frame.render("http://x/metrics");
         assert!(text.contains("  b "), "{text}");
         assert!(text.contains("down"), "{text}");
+    }
+
+    #[test]
+    fn announced_vips_are_listed_when_announcement_is_on() {
+        let start = Instant::now();
+        let text = |body: &str| {
+            let (before, after) = (scrape(start, body), scrape(start, body));
+            Frame::between(&before, &after).render("http://x/metrics")
+        };
+        let on = text(
+            "xlb_vip_announced{vip=\"198.18.100.10\"} 1\n\
+             xlb_vip_announced{vip=\"2001:db8:100::10\"} 0\n",
+        );
+        assert!(
+            on.contains("VIPs announced: 198.18.100.10  withdrawn: 2001:db8:100::10"),
+            "{on}"
+        );
+        assert!(!text("xlb_config_generation 1\n").contains("VIPs announced"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use crate::config::{self, ConfigError, DataplaneConfig, ServiceTable};
+use crate::control::announce::{self, Announcer};
 use crate::control::diff;
 use crate::control::health::{self, HealthMonitor};
 use crate::control::metrics::{
@@ -57,6 +58,9 @@ pub enum RunError {
     /// SCTP sync could not start.
     #[error(transparent)]
     Sync(#[from] SyncError),
+    /// The announcement device could not be set up.
+    #[error(transparent)]
+    Announce(#[from] announce::AnnounceError),
     /// Signal handlers could not be installed.
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
@@ -127,6 +131,8 @@ pub struct Supervisor {
     metrics: Option<MetricsServer>,
     /// SCTP association sync with the other nodes, when configured.
     sync: Option<ClusterSync>,
+    /// The VIPs the node's routing daemon announces.
+    announcer: Announcer,
 }
 
 impl Supervisor {
@@ -176,7 +182,9 @@ impl Supervisor {
             health_changes,
             metrics: None,
             sync,
+            announcer: Announcer::new(),
         };
+        supervisor.announce()?;
         supervisor.metrics = Some(supervisor.serve_metrics()?);
         Ok(supervisor)
     }
@@ -195,6 +203,7 @@ impl Supervisor {
                 nat_sessions: d.flow_table.capacity as u64,
             },
             sync: self.sync.as_ref().map(ClusterSync::stats),
+            announce: self.announcer.status(),
         };
         let server = metrics::serve(d.metrics_listen, sources)?;
         info!(listen = %server.local_addr(), "metrics endpoint serving /metrics");
@@ -321,13 +330,21 @@ impl Supervisor {
         shared.nat.sweep(now_ms, NAT_SWEEP_SLOTS);
     }
 
+    /// Announces the VIPs the running snapshot can serve and withdraws the others.
+    pub fn announce(&mut self) -> Result<(), announce::AnnounceError> {
+        self.announcer.sync(&self.table, &self.dataplane.snapshot())
+    }
+
     /// The generation in force.
     pub fn generation(&self) -> u64 {
         self.generation
     }
 
-    /// Stops the metrics endpoint and health checks, then the dataplane.
-    pub fn shutdown(self) {
+    /// Withdraws every VIP and drains, then stops the metrics endpoint and health
+    /// checks, then the dataplane.
+    pub fn shutdown(mut self) {
+        self.announcer
+            .withdraw_and_drain(self.table.announce.as_ref());
         drop(self.metrics);
         drop(self.health);
         self.dataplane.shutdown();
@@ -371,6 +388,9 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
         supervisor.housekeeping();
         if let Err(e) = supervisor.apply_health() {
             error!("applying health changes failed: {e}");
+        }
+        if let Err(e) = supervisor.announce() {
+            error!("announcement failed: {e}");
         }
         if refreshed.elapsed() >= REFRESH_PERIOD {
             refreshed = Instant::now();
