@@ -18,7 +18,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::support::lab::Lab;
+use crate::support::Namespaces;
 
 /// usrsctp's throughput tool: server without a destination, client with one.
 pub const TSCTP: &str = "/usr/lib/usrsctp/tsctp";
@@ -78,19 +78,19 @@ pub struct Peer {
 }
 
 impl Peer {
-    fn spawn(lab: &Lab, short: &str, name: &str, program: &str, args: &[&str]) -> Peer {
+    fn spawn(lab: &impl Namespaces, short: &str, name: &str, program: &str, args: &[&str]) -> Peer {
         Peer::spawn_with(lab, short, name, program, args, false)
     }
 
     fn spawn_with(
-        lab: &Lab,
+        lab: &impl Namespaces,
         short: &str,
         name: &str,
         program: &str,
         args: &[&str],
         interactive: bool,
     ) -> Peer {
-        let output = lab.work.join(format!("{name}.log"));
+        let output = lab.work().join(format!("{name}.log"));
         let file = std::fs::File::create(&output).expect("output file");
         let mut cmd = lab.ns_command(short, "env");
         cmd.arg(format!("LD_PRELOAD={}", shim().display()))
@@ -219,7 +219,7 @@ impl Drop for Peer {
 /// the backend, so its INIT-ACK lists both VIPs and its own address). `-v` prints
 /// `Connection accepted from ADDR:PORT` per association; each association's end
 /// prints `LENGTH, MESSAGES, RECV_CALLS, BYTES, SECONDS, RATE, NOTIFICATIONS`.
-pub fn tsctp_server(lab: &Lab, short: &str) -> Peer {
+pub fn tsctp_server(lab: &impl Namespaces, short: &str) -> Peer {
     let peer = Peer::spawn(
         lab,
         short,
@@ -242,7 +242,7 @@ pub fn tsctp_server(lab: &Lab, short: &str) -> Peer {
 /// 0.0.0.0 (its INIT lists all ten client addresses), sends LENGTH-byte messages to
 /// VIP:5001 for SECONDS seconds, then shuts the association down and prints
 /// `Sending of N messages of length L took S seconds.`
-pub fn tsctp_client(lab: &Lab, name: &str, vip: &str, seconds: u32, length: u32) -> Peer {
+pub fn tsctp_client(lab: &impl Namespaces, name: &str, vip: &str, seconds: u32, length: u32) -> Peer {
     Peer::spawn(
         lab,
         "cl",
@@ -264,7 +264,7 @@ pub fn tsctp_client(lab: &Lab, name: &str, vip: &str, seconds: u32, length: u32)
 
 /// `echo_server 0` on backend `short`: port 7, IPv6 wildcard (IPv4 too), no UDP
 /// encapsulation; prints `Msg of length N received from ADDR:PORT ...` per message.
-pub fn echo_server(lab: &Lab, short: &str) -> Peer {
+pub fn echo_server(lab: &impl Namespaces, short: &str) -> Peer {
     Peer::spawn(lab, short, &format!("{short}-echo"), ECHO_SERVER, &["0"])
 }
 
@@ -272,7 +272,7 @@ pub fn echo_server(lab: &Lab, short: &str) -> Peer {
 /// 0 (any), local and remote UDP encapsulation ports 0 (none). Sends each line written
 /// to it; prints what comes back; on end of input shuts down and prints
 /// `Number of packets (sent/received): (S/R).`
-pub fn echo_client(lab: &Lab, name: &str, vip: &str) -> Peer {
+pub fn echo_client(lab: &impl Namespaces, name: &str, vip: &str) -> Peer {
     Peer::spawn_with(
         lab,
         "cl",
