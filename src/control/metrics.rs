@@ -701,6 +701,10 @@ pub fn serve(listen: SocketAddr, sources: MetricsSources) -> Result<MetricsServe
 }
 
 fn accept_loop(listener: &TcpListener, sources: &MetricsSources, stop: &AtomicBool) {
+    // Bound already; serving scrapes needs no privilege, nor do the threads started here.
+    if let Err(e) = crate::runtime::capabilities::drop_all_in_this_thread() {
+        warn!("dropping the metrics thread's capabilities failed: {e}");
+    }
     let active = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
         // At the cap, further scrapers wait in the listen backlog.

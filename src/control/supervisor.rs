@@ -25,6 +25,7 @@ use crate::control::notify::{Notifier, NotifyError};
 use crate::control::resolver::{KernelResolver, ResolverThread, Round, Unresolved};
 use crate::control::stall::WorkerWatch;
 use crate::lb::snapshot::{DownBackends, NextHopResolver, Snapshot};
+use crate::runtime::capabilities;
 use crate::runtime::dataplane::{Dataplane, DataplaneError};
 
 /// How long a missing neighbour entry is probed for at start and on reload.
@@ -139,7 +140,7 @@ pub struct Supervisor {
     /// Which workers stopped making progress.
     watch: WorkerWatch,
     /// Kept for its lifetime: the endpoint stops when it drops.
-    metrics: Option<MetricsServer>,
+    metrics: MetricsServer,
 }
 
 /// A validated table whose next hops are being resolved; applied when they are.
@@ -156,7 +157,8 @@ impl Supervisor {
     pub fn start(config_path: &Path) -> Result<Supervisor, RunError> {
         let table = config::load(config_path)?;
         let plan = Dataplane::plan(&table)?;
-        let mut resolution = ResolverThread::spawn(|| {}).map_err(RunError::Resolver)?;
+        let mut resolution =
+            ResolverThread::spawn(drop_thread_capabilities).map_err(RunError::Resolver)?;
         let first = resolution.request(&table, RESOLVE_TIMEOUT, true);
         let resolver = match resolution.wait_for(first, START_BUDGET) {
             Some(round) => {
@@ -179,12 +181,17 @@ impl Supervisor {
         let dataplane = Dataplane::start(&table, plan, &|previous: Option<&Snapshot>| {
             Snapshot::build(&table, 1, previous, &resolver, &down)
         })?;
+        let reloads = Arc::new(ReloadCounters::new(1));
+        // Bound with every capability (a port below 1024 needs one); its thread drops them.
+        let metrics = serve_metrics(&table, &dataplane, &reloads)?;
+        // Before the health checks start: their threads inherit what is kept.
+        drop_capabilities();
         let (health_tx, health_changes) = mpsc::channel();
         let health = HealthMonitor::start(health::targets(&table), move |down: &DownBackends| {
             let _ = health_tx.send(down.clone());
         });
         let watch = WorkerWatch::new(&dataplane, Instant::now());
-        let mut supervisor = Supervisor {
+        Ok(Supervisor {
             config_path: config_path.to_path_buf(),
             table,
             generation: 1,
@@ -193,33 +200,12 @@ impl Supervisor {
             pending: None,
             down,
             dataplane,
-            reloads: Arc::new(ReloadCounters::new(1)),
+            reloads,
             health,
             health_changes,
             watch,
-            metrics: None,
-        };
-        supervisor.metrics = Some(supervisor.serve_metrics()?);
-        Ok(supervisor)
-    }
-
-    /// Starts the Prometheus endpoint at `metrics_listen`.
-    fn serve_metrics(&self) -> Result<MetricsServer, RunError> {
-        let d = &self.table.dataplane;
-        let sources = MetricsSources {
-            workers: self.dataplane.workers(),
-            snapshot: self.dataplane.snapshot_handle(),
-            shared: self.dataplane.shared().clone(),
-            reloads: self.reloads.clone(),
-            capacities: TableCapacities {
-                flows_per_worker: self.dataplane.flows_per_worker() as u64,
-                sctp_associations: d.sctp.capacity as u64,
-                nat_sessions: d.flow_table.capacity as u64,
-            },
-        };
-        let server = metrics::serve(d.metrics_listen, sources)?;
-        info!(listen = %server.local_addr(), "metrics endpoint serving /metrics");
-        Ok(server)
+            metrics,
+        })
     }
 
     /// Re-reads and validates the config file, and asks for its next hops; the reload is
@@ -535,6 +521,54 @@ impl Systemd {
         }
         *last = Instant::now();
         self.send(Notifier::watchdog);
+    }
+}
+
+/// Starts the Prometheus endpoint at `metrics_listen`.
+fn serve_metrics(
+    table: &ServiceTable,
+    dataplane: &Dataplane,
+    reloads: &Arc<ReloadCounters>,
+) -> Result<MetricsServer, RunError> {
+    let d = &table.dataplane;
+    let sources = MetricsSources {
+        workers: dataplane.workers(),
+        snapshot: dataplane.snapshot_handle(),
+        shared: dataplane.shared().clone(),
+        reloads: reloads.clone(),
+        capacities: TableCapacities {
+            flows_per_worker: dataplane.flows_per_worker() as u64,
+            sctp_associations: d.sctp.capacity as u64,
+            nat_sessions: d.flow_table.capacity as u64,
+        },
+    };
+    let server = metrics::serve(d.metrics_listen, sources)?;
+    info!(listen = %server.local_addr(), "metrics endpoint serving /metrics");
+    Ok(server)
+}
+
+/// Drops what the control thread no longer needs once the dataplane serves, and says
+/// what it kept and why.
+fn drop_capabilities() {
+    match capabilities::drop_after_start() {
+        Ok(kept) => {
+            let kept: Vec<String> = kept
+                .iter()
+                .map(|k| format!("{} ({})", k.name, k.why))
+                .collect();
+            info!(
+                "capabilities dropped from the effective and permitted sets; kept: {}",
+                kept.join("; ")
+            );
+        }
+        Err(e) => warn!("dropping capabilities after start failed, all kept: {e}"),
+    }
+}
+
+/// Drops every capability of a thread that needs none (the resolver's).
+fn drop_thread_capabilities() {
+    if let Err(e) = capabilities::drop_all_in_this_thread() {
+        warn!("dropping the resolver thread's capabilities failed: {e}");
     }
 }
 

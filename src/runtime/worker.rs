@@ -20,6 +20,7 @@ use crate::pipeline::loader;
 use crate::pipeline::stage::{Context, SharedTables};
 use crate::pipeline::WorkerCounters;
 use crate::pipeline::{Pipeline, WorkerState};
+use crate::runtime::capabilities;
 use crate::runtime::plan::WorkerAssignment;
 use crate::xsk::{BatchPorts, BatchStats};
 use crate::xsk::{SocketSpec, XskPorts};
@@ -345,6 +346,13 @@ impl WorkerJob {
             balancer: Balancer::new(self.flows, self.timeouts),
             counters: WorkerCounters::default(),
         };
+        // Sockets open and bound, UMEM registered: nothing left here needs privileges.
+        if let Err(e) = capabilities::drop_all_in_this_thread() {
+            warn!(
+                worker = self.assignment.id,
+                "dropping the worker's capabilities failed: {e}"
+            );
+        }
         if ready.send(Ok(ports.socket_fds())).is_err() {
             return;
         }
