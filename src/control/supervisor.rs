@@ -244,7 +244,7 @@ impl Supervisor {
         Ok((table, changes))
     }
 
-    /// Puts a validated table in force with the next hops in `resolver`.
+    /// Puts a validated table in force with the next hops resolved so far.
     fn finish_reload(
         &mut self,
         pending: PendingReload,
