@@ -2,7 +2,8 @@
 //! capabilities `packaging/systemd/xlb.service` grants (read from the unit itself) passes
 //! the lab's TCP traffic, serves metrics, probes backends (raw SCTP sockets included),
 //! reloads a new VIP into the steering map on SIGHUP and stops cleanly; without any one of
-//! those capabilities it does not start. The OCI image `scripts/image.sh` builds holds
+//! those capabilities it does not start. Once it serves, every thread has dropped all of
+//! them but CAP_NET_RAW (the sctp probe's raw sockets), and so does a root run. The OCI image `scripts/image.sh` builds holds
 //! what xlb loads and nothing else, and runs the same way under crun in the lab's xlb
 //! namespace. Needs root (namespaces, setpriv, chroot, crun); fails without it, never
 //! skips.
@@ -133,22 +134,90 @@ fn proc_status(pid: u32, field: &str) -> String {
         .to_string()
 }
 
-/// Asserts process `pid` runs as `uid` with exactly `caps`, no way to gain more.
-fn assert_confined(pid: u32, uid: u32, caps: &BTreeSet<String>) {
+/// What xlb keeps once it serves (src/runtime/capabilities.rs): CAP_NET_RAW, for the
+/// sctp health probe's raw sockets. (CAP_BPF too on kernels before 5.19 that refuse
+/// bpf(2) to the unprivileged; the test host's is newer.)
+fn kept_after_start() -> BTreeSet<String> {
+    BTreeSet::from(["CAP_NET_RAW".to_string()])
+}
+
+/// One capability set of /proc/PID/status (or /proc/PID/task/TID/status), as bits.
+fn capability_bits(status: &str, set: &str) -> u64 {
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{set}:")))
+        .unwrap_or_else(|| panic!("no {set} in the status"));
+    u64::from_str_radix(hex.trim(), 16).expect("hex")
+}
+
+/// Asserts process `pid` runs as `uid`, was granted `granted` (its bounding set) and,
+/// started, holds only `kept_after_start` (see `assert_dropped`). No way to gain more
+/// (no_new_privs).
+fn assert_confined(pid: u32, uid: u32, granted: &BTreeSet<String>) {
     let uids: Vec<u32> = proc_status(pid, "Uid")
         .split_whitespace()
         .map(|u| u.parse().expect("uid"))
         .collect();
     assert_eq!(uids, [uid; 4], "real, effective, saved and fs uid");
-    let want = mask(caps);
-    for set in ["CapEff", "CapPrm", "CapBnd", "CapAmb"] {
-        let got = u64::from_str_radix(&proc_status(pid, set), 16).expect("hex");
+    assert_eq!(proc_status(pid, "NoNewPrivs"), "1");
+    assert_dropped(pid, mask(granted));
+}
+
+/// Asserts every thread of `pid` kept at most `kept_after_start`, within a bounding set
+/// of `bounding` (what the process was granted), and the threads that need nothing kept
+/// nothing.
+fn assert_dropped(pid: u32, bounding: u64) {
+    let kept = mask(&kept_after_start());
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("xlb's status");
+    assert_eq!(capability_bits(&status, "CapBnd"), bounding, "CapBnd");
+    for set in ["CapEff", "CapPrm"] {
+        let got = capability_bits(&status, set);
         assert_eq!(
-            got, want,
-            "{set} is {got:#x}, the unit grants {want:#x} ({caps:?})"
+            got, kept,
+            "{set} of the control thread is {got:#x}, xlb keeps {kept:#x}"
         );
     }
-    assert_eq!(proc_status(pid, "NoNewPrivs"), "1");
+    // Root starts with none inheritable; the unit's user with the four it grants.
+    for set in ["CapInh", "CapAmb"] {
+        let got = capability_bits(&status, set);
+        assert_eq!(got & !kept, 0, "{set} of the control thread is {got:#x}");
+    }
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("xlb's threads");
+    let mut unprivileged = Vec::new();
+    for task in tasks.map(|t| t.expect("a thread").path()) {
+        let Ok(status) = std::fs::read_to_string(task.join("status")) else {
+            continue; // the thread ended meanwhile
+        };
+        let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        let name = name.trim();
+        for set in ["CapEff", "CapPrm"] {
+            let got = capability_bits(&status, set);
+            assert_eq!(got & !kept, 0, "{set} of thread {name} is {got:#x}");
+            if name.starts_with("xlb-worker") || name == "xlb-resolver" || name == "xlb-metrics" {
+                assert_eq!(got, 0, "{set} of thread {name} is {got:#x}, it needs none");
+            }
+        }
+        if name.starts_with("xlb-worker") || name == "xlb-resolver" {
+            unprivileged.push(name.to_string());
+        }
+    }
+    assert!(
+        unprivileged.iter().any(|n| n == "xlb-resolver")
+            && unprivileged.iter().any(|n| n.starts_with("xlb-worker")),
+        "the workers and the resolver were checked: {unprivileged:?}"
+    );
+}
+
+/// Asserts the log says which capabilities were kept, and why.
+fn assert_kept_logged(log: &str) {
+    let line = log
+        .lines()
+        .find(|l| l.contains("capabilities dropped"))
+        .unwrap_or_else(|| panic!("no capability drop logged:\n{log}"));
+    assert!(
+        line.contains("kept: CAP_NET_RAW (the sctp health probe"),
+        "{line}"
+    );
 }
 
 /// The value of one series in a Prometheus text body, summed over series matching
@@ -318,6 +387,7 @@ fn xlb_runs_as_nobody_with_only_the_units_capabilities() {
         );
     }
     assert_confined(xlb.pid(), NOBODY, &caps);
+    assert_kept_logged(&xlb.log());
 
     for vip in ["198.18.100.10", "2001:db8:100::10"] {
         assert_tcp_passes(&lab, vip, 150, &xlb.log());
@@ -363,6 +433,39 @@ fn xlb_runs_as_nobody_with_only_the_units_capabilities() {
     for refusal in ["Operation not permitted", "Permission denied", "EPERM"] {
         assert!(!log.contains(refusal), "{refusal} in the log:\n{log}");
     }
+    signal(xlb.pid(), "-TERM");
+    let status = xlb.wait(Duration::from_secs(10));
+    assert!(status.success(), "xlb exited with {status}:\n{}", xlb.log());
+    let link = lab.ns_output("lb", "ip", &["link", "show", "eth0"]);
+    assert!(!link.contains("xdp"), "XDP left attached: {link}");
+}
+
+#[test]
+fn a_root_run_drops_the_same_capabilities() {
+    let lab = Lab::up("proot", 1);
+    let config = write_table(&lab, "");
+    let mut command = lab.ns_command("lb", env!("CARGO_BIN_EXE_xlb"));
+    command
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("RUST_LOG", "info");
+    let mut xlb = Running::spawn(command, lab.work.join("xlb.log"));
+    if let Err(status) = xlb.started() {
+        panic!("xlb as root exited with {status}:\n{}", xlb.log());
+    }
+    let bounding = capability_bits(
+        &std::fs::read_to_string("/proc/self/status").expect("own status"),
+        "CapBnd",
+    );
+    assert_dropped(xlb.pid(), bounding);
+    assert_kept_logged(&xlb.log());
+
+    assert_tcp_passes(&lab, "198.18.100.10", 100, &xlb.log());
+    xlb.await_log("has no SCTP stack", Duration::from_secs(5));
+    write_table(&lab, RELOADED_SERVICE);
+    signal(xlb.pid(), "-HUP");
+    xlb.await_log("reload applied", Duration::from_secs(10));
+    assert_tcp_passes(&lab, "198.18.101.20", 40, &xlb.log());
     signal(xlb.pid(), "-TERM");
     let status = xlb.wait(Duration::from_secs(10));
     assert!(status.success(), "xlb exited with {status}:\n{}", xlb.log());

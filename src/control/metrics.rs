@@ -374,6 +374,18 @@ impl SourcesCollector {
             "Flows in the worker's flow table now.",
             each(|s| read(&s.flows)),
         )?;
+        gauges(
+            encoder,
+            "xlb_worker_stalled",
+            "1 while the worker has made no progress for longer than the stall threshold (the supervisor then stops petting systemd's watchdog).",
+            each(|s| read(&s.liveness.stalled)),
+        )?;
+        gauges(
+            encoder,
+            "xlb_worker_seconds_since_progress",
+            "Whole seconds since the worker's loop last made a pass, as of the supervisor's last check (about once a second).",
+            each(|s| read(&s.liveness.seconds_since_progress)),
+        )?;
         let capacity = self.0.capacities.flows_per_worker;
         gauges(
             encoder,
@@ -735,6 +747,10 @@ pub fn serve(listen: SocketAddr, sources: MetricsSources) -> Result<MetricsServe
 }
 
 fn accept_loop(listener: &TcpListener, sources: &MetricsSources, stop: &AtomicBool) {
+    // Bound already; serving scrapes needs no privilege, nor do the threads started here.
+    if let Err(e) = crate::runtime::capabilities::drop_all_in_this_thread() {
+        warn!("dropping the metrics thread's capabilities failed: {e}");
+    }
     let active = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
         // At the cap, further scrapers wait in the listen backlog.

@@ -3,6 +3,10 @@
 //! applies health changes, refreshes backends' next hops, sweeps the shared tables and
 //! serves metrics. Everything workers read changes in one place, [`Supervisor::publish`]:
 //! a new snapshot from the table, the resolver and the health monitor's down set.
+//!
+//! The loop never waits on the network: next hops are resolved on the resolver thread
+//! (a reload is applied when its round lands, or after [`RELOAD_BUDGET`] with the next
+//! hops known so far), and the workers' progress is checked every second.
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
@@ -11,7 +15,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use crate::config::{self, ConfigError, DataplaneConfig, ServiceTable};
-use crate::control::announce::{self, Announcer};
+use crate::control::announce::{self, AnnounceStatus, Announcer};
 use crate::control::diff;
 use crate::control::health::{self, HealthMonitor};
 use crate::control::metrics::{
@@ -19,14 +23,22 @@ use crate::control::metrics::{
 };
 use crate::control::neighbor::NeighborError;
 use crate::control::notify::{Notifier, NotifyError};
-use crate::control::resolver::{KernelResolver, Unresolved};
-use crate::control::sync::{ClusterSync, SyncError};
+use crate::control::resolver::{KernelResolver, ResolverThread, Round, Unresolved};
+use crate::control::stall::WorkerWatch;
+use crate::control::sync::{ClusterSync, SyncError, SyncStats};
 use crate::lb::snapshot::{DownBackends, NextHopResolver, Snapshot};
 use crate::lb::verdict::PortId;
+use crate::runtime::capabilities;
 use crate::runtime::dataplane::{Dataplane, DataplaneError};
 
 /// How long a missing neighbour entry is probed for at start and on reload.
 const RESOLVE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long start-up waits for its first resolution round; past it the dataplane starts
+/// with the backends unresolved, and they are published as the round lands.
+const START_BUDGET: Duration = Duration::from_secs(5);
+/// How long a reload waits for its round before it is applied with the next hops known
+/// so far (new backends unresolved until the round lands).
+const RELOAD_BUDGET: Duration = Duration::from_secs(5);
 /// How long a missing neighbour entry is probed for by the periodic refresh.
 const REFRESH_TIMEOUT: Duration = Duration::from_millis(100);
 /// How often backends' next hops are re-resolved.
@@ -64,6 +76,9 @@ pub enum RunError {
     /// Signal handlers could not be installed.
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
+    /// The resolver thread could not start.
+    #[error("starting the next-hop resolver thread: {0}")]
+    Resolver(std::io::Error),
     /// A reload changed `dataplane` settings that only a restart applies.
     #[error("{} changed: {} only applied at start; restart xlb to apply them, or undo the change (the running table is kept)", .0.iter().map(|f| format!("dataplane.{f}")).collect::<Vec<_>>().join(", "), if .0.len() == 1 { "it is" } else { "they are" })]
     NeedsRestart(Vec<&'static str>),
@@ -121,34 +136,66 @@ pub struct Supervisor {
     table: ServiceTable,
     generation: u64,
     resolver: KernelResolver,
+    /// Resolves next hops off this thread.
+    resolution: ResolverThread,
+    /// A reload waiting for its next hops.
+    pending: Option<PendingReload>,
     down: DownBackends,
     dataplane: Dataplane,
     reloads: Arc<ReloadCounters>,
     health: HealthMonitor,
     /// Down sets from the health monitor, applied by the control loop.
     health_changes: mpsc::Receiver<DownBackends>,
+    /// Which workers stopped making progress.
+    watch: WorkerWatch,
     /// Kept for its lifetime: the endpoint stops when it drops.
-    metrics: Option<MetricsServer>,
+    metrics: MetricsServer,
     /// SCTP association sync with the other nodes, when configured.
     sync: Option<ClusterSync>,
     /// The VIPs the node's routing daemon announces.
     announcer: Announcer,
 }
 
+/// A validated table whose next hops are being resolved; applied when they are.
+struct PendingReload {
+    table: ServiceTable,
+    changes: Vec<diff::ServiceDiff>,
+    round: u64,
+    asked: Instant,
+}
+
 impl Supervisor {
-    /// Loads the table, resolves backends, starts the dataplane, health checks and the
-    /// metrics endpoint.
+    /// Loads the table, resolves backends (waiting at most [`START_BUDGET`]), starts the
+    /// dataplane, health checks and the metrics endpoint.
     pub fn start(config_path: &Path) -> Result<Supervisor, RunError> {
         let table = config::load(config_path)?;
         let plan = Dataplane::plan(&table)?;
-        let (resolver, unresolved) = KernelResolver::resolve(&table, RESOLVE_TIMEOUT)?;
-        report_unresolved(&unresolved);
+        let mut resolution =
+            ResolverThread::spawn(drop_thread_capabilities).map_err(RunError::Resolver)?;
+        let first = resolution.request(&table, RESOLVE_TIMEOUT, true);
+        let resolver = match resolution.wait_for(first, START_BUDGET) {
+            Some(round) => {
+                let (resolver, unresolved) = round.outcome?;
+                report_unresolved(&unresolved);
+                resolver
+            }
+            None => {
+                warn!(budget = ?START_BUDGET, "next hops still resolving; starting without them, backends are published as they resolve");
+                let interfaces: Vec<String> = table
+                    .dataplane
+                    .interfaces
+                    .iter()
+                    .map(|i| i.name.clone())
+                    .collect();
+                KernelResolver::without_next_hops(&interfaces)?
+            }
+        };
         let down = DownBackends::new();
         let dataplane = Dataplane::start(&table, plan, &|previous: Option<&Snapshot>| {
             Snapshot::build(&table, 1, previous, &resolver, &down)
         })?;
-        // A node that joins takes its peers' associations before it serves a packet
-        // they may route here.
+        // A node that joins takes its peers' associations before it serves (and
+        // announces) a packet they may route here.
         let sync = table
             .dataplane
             .sctp
@@ -166,75 +213,94 @@ impl Supervisor {
         if let Some(sync) = &sync {
             sync.wait_caught_up();
         }
+        let reloads = Arc::new(ReloadCounters::new(1));
+        let announcer = Announcer::new();
+        let observed = Observed {
+            sync: sync.as_ref().map(ClusterSync::stats),
+            announce: announcer.status(),
+        };
+        // Bound with every capability (a port below 1024 needs one); its thread drops them.
+        let metrics = serve_metrics(&table, &dataplane, &reloads, observed)?;
+        // Before the health checks start: their threads inherit what is kept.
+        drop_capabilities(table.announce.is_some());
         let (health_tx, health_changes) = mpsc::channel();
         let health = HealthMonitor::start(health::targets(&table), move |down: &DownBackends| {
             let _ = health_tx.send(down.clone());
         });
+        let watch = WorkerWatch::new(&dataplane, Instant::now());
         let mut supervisor = Supervisor {
             config_path: config_path.to_path_buf(),
             table,
             generation: 1,
             resolver,
+            resolution,
+            pending: None,
             down,
             dataplane,
-            reloads: Arc::new(ReloadCounters::new(1)),
+            reloads,
             health,
             health_changes,
-            metrics: None,
+            watch,
+            metrics,
             sync,
-            announcer: Announcer::new(),
+            announcer,
         };
         supervisor.announce()?;
-        supervisor.metrics = Some(supervisor.serve_metrics()?);
         Ok(supervisor)
     }
 
-    /// Starts the Prometheus endpoint at `metrics_listen`.
-    fn serve_metrics(&self) -> Result<MetricsServer, RunError> {
-        let d = &self.table.dataplane;
-        let sources = MetricsSources {
-            workers: self.dataplane.workers(),
-            snapshot: self.dataplane.snapshot_handle(),
-            shared: self.dataplane.shared().clone(),
-            reloads: self.reloads.clone(),
-            capacities: TableCapacities {
-                flows_per_worker: self.dataplane.flows_per_worker() as u64,
-                sctp_associations: d.sctp.capacity as u64,
-                nat_sessions: d.flow_table.capacity as u64,
-            },
-            sync: self.sync.as_ref().map(ClusterSync::stats),
-            announce: self.announcer.status(),
-        };
-        let server = metrics::serve(d.metrics_listen, sources)?;
-        info!(listen = %server.local_addr(), "metrics endpoint serving /metrics");
-        Ok(server)
-    }
-
-    /// Re-reads the config file and applies it; on any error the running table stays.
-    pub fn reload(&mut self) -> Result<Vec<diff::ServiceDiff>, RunError> {
-        let outcome = self.try_reload();
-        match &outcome {
-            Ok(_) => self.reloads.record_ok(self.generation),
-            Err(_) => self.reloads.record_failed(),
+    /// Re-reads and validates the config file, and asks for its next hops; the reload is
+    /// applied by [`Supervisor::next_hops`] when they land. On an error here the running
+    /// table stays. A reload still waiting is superseded.
+    pub fn begin_reload(&mut self) -> Result<(), RunError> {
+        let outcome = self.validate_reload();
+        match outcome {
+            Ok((table, changes)) => {
+                if self.pending.take().is_some() {
+                    info!("a newer SIGHUP supersedes the reload waiting for its next hops");
+                }
+                let round = self.resolution.request(&table, RESOLVE_TIMEOUT, true);
+                self.pending = Some(PendingReload {
+                    table,
+                    changes,
+                    round,
+                    asked: Instant::now(),
+                });
+                Ok(())
+            }
+            Err(e) => {
+                self.reloads.record_failed();
+                Err(e)
+            }
         }
-        outcome
     }
 
-    fn try_reload(&mut self) -> Result<Vec<diff::ServiceDiff>, RunError> {
+    fn validate_reload(&self) -> Result<(ServiceTable, Vec<diff::ServiceDiff>), RunError> {
         let table = config::load(&self.config_path)?;
         let restart = fields_needing_restart(&self.table.dataplane, &table.dataplane);
         if !restart.is_empty() {
             return Err(RunError::NeedsRestart(restart));
         }
         let changes = diff::diff(&self.table, &table, Some(&self.live_associations()))?;
-        let (resolver, unresolved) = KernelResolver::resolve(&table, RESOLVE_TIMEOUT)?;
-        report_unresolved(&unresolved);
+        Ok((table, changes))
+    }
+
+    /// Puts a validated table in force with the next hops resolved so far.
+    fn finish_reload(
+        &mut self,
+        pending: PendingReload,
+    ) -> Result<Vec<diff::ServiceDiff>, RunError> {
+        let PendingReload { table, changes, .. } = pending;
         let generation = self.generation + 1;
-        self.resolver = resolver;
-        self.publish(&table, generation)?;
+        let outcome = self.publish(&table, generation);
+        if outcome.is_err() {
+            self.reloads.record_failed();
+        }
+        outcome?;
         self.health.update(health::targets(&table));
         self.table = table;
         self.generation = generation;
+        self.reloads.record_ok(generation);
         for change in changes.iter().filter(|c| c.is_change()) {
             info!(generation, "reload: {change}");
         }
@@ -257,11 +323,61 @@ impl Supervisor {
             .collect()
     }
 
-    /// Re-resolves backends' next hops and reads the ports' MTUs; republishes when a hop
-    /// appeared or changed (a backend that came up, a replaced host with a new MAC) or an
-    /// MTU changed.
-    pub fn refresh_next_hops(&mut self) -> Result<(), RunError> {
-        let (resolver, unresolved) = KernelResolver::resolve(&self.table, REFRESH_TIMEOUT)?;
+    /// Asks for the periodic re-resolution of the table in force, unless a round is
+    /// already out (a slow round is not queued behind itself).
+    pub fn request_refresh(&mut self) {
+        if !self.resolution.busy() {
+            self.resolution.request(&self.table, REFRESH_TIMEOUT, false);
+        }
+    }
+
+    /// Waits at most `wait` for a resolution round and applies what landed: a pending
+    /// reload whose round it is (or whose budget ran out) is put in force, and its
+    /// outcome returned; any other round republishes when a next hop appeared or
+    /// changed (a backend that came up, a replaced host with a new MAC).
+    pub fn next_hops(
+        &mut self,
+        wait: Duration,
+    ) -> Option<Result<Vec<diff::ServiceDiff>, RunError>> {
+        let wait = match &self.pending {
+            Some(p) => wait.min(RELOAD_BUDGET.saturating_sub(p.asked.elapsed())),
+            None => wait,
+        };
+        match self.resolution.next(wait) {
+            Some(round) => self.apply_round(round),
+            None => {
+                if self.pending.as_ref()?.asked.elapsed() < RELOAD_BUDGET {
+                    return None;
+                }
+                let pending = self.pending.take()?;
+                warn!(budget = ?RELOAD_BUDGET, "the reload's next hops are still resolving; applying it with those known so far");
+                Some(self.finish_reload(pending))
+            }
+        }
+    }
+
+    fn apply_round(&mut self, round: Round) -> Option<Result<Vec<diff::ServiceDiff>, RunError>> {
+        let reload = self.pending.as_ref().is_some_and(|p| p.round == round.id);
+        let (resolver, unresolved) = match round.outcome {
+            Ok(resolved) => resolved,
+            Err(e) if reload => {
+                self.pending = None;
+                self.reloads.record_failed();
+                return Some(Err(e.into()));
+            }
+            Err(e) => {
+                warn!("next-hop refresh failed: {e}");
+                return None;
+            }
+        };
+        if round.report {
+            report_unresolved(&unresolved);
+        }
+        if reload {
+            self.resolver = resolver;
+            let pending = self.pending.take()?;
+            return Some(self.finish_reload(pending));
+        }
         let current = self.dataplane.snapshot();
         let changed = self
             .table
@@ -286,9 +402,16 @@ impl Supervisor {
                 "next hops or MTUs changed; republishing"
             );
             self.resolver = resolver;
-            self.republish()?;
+            if let Err(e) = self.republish() {
+                error!("republishing new next hops failed: {e}");
+            }
         }
-        Ok(())
+        None
+    }
+
+    /// Samples the workers' progress (once per check period); true while any is stalled.
+    pub fn check_workers(&mut self) -> bool {
+        self.watch.check(Instant::now())
     }
 
     /// Applies the latest down set from the health monitor, if it changed: backends
@@ -330,21 +453,22 @@ impl Supervisor {
         shared.nat.sweep(now_ms, NAT_SWEEP_SLOTS);
     }
 
-    /// Announces the VIPs the running snapshot can serve and withdraws the others.
-    pub fn announce(&mut self) -> Result<(), announce::AnnounceError> {
-        self.announcer.sync(&self.table, &self.dataplane.snapshot())
-    }
-
     /// The generation in force.
     pub fn generation(&self) -> u64 {
         self.generation
     }
 
-    /// Withdraws every VIP and drains, then stops the metrics endpoint and health
-    /// checks, then the dataplane.
+    /// Announces the VIPs the running snapshot can serve and withdraws the others.
+    pub fn announce(&mut self) -> Result<(), announce::AnnounceError> {
+        self.announcer.sync(&self.table, &self.dataplane.snapshot())
+    }
+
+    /// Withdraws every VIP and drains, then stops the SCTP sync, the metrics endpoint and
+    /// health checks, then the dataplane.
     pub fn shutdown(mut self) {
         self.announcer
             .withdraw_and_drain(self.table.announce.as_ref());
+        drop(self.sync);
         drop(self.metrics);
         drop(self.health);
         self.dataplane.shutdown();
@@ -372,11 +496,10 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
             match signal {
                 SIGHUP => {
                     systemd.send(Notifier::reloading);
-                    match supervisor.reload() {
-                        Ok(_) => info!(generation = supervisor.generation(), "reload applied"),
-                        Err(e) => error!("reload failed, running table kept: {e}"),
+                    if let Err(e) = supervisor.begin_reload() {
+                        error!("reload failed, running table kept: {e}");
+                        systemd.ready(supervisor.generation());
                     }
-                    systemd.ready(supervisor.generation());
                 }
                 _ => {
                     systemd.send(Notifier::stopping);
@@ -384,7 +507,18 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
                 }
             }
         }
-        systemd.pet_watchdog();
+        // Also the loop's pause: a round that lands wakes it at once.
+        if let Some(reload) = supervisor.next_hops(HOUSEKEEPING_PERIOD) {
+            match reload {
+                Ok(_) => info!(generation = supervisor.generation(), "reload applied"),
+                Err(e) => error!("reload failed, running table kept: {e}"),
+            }
+            systemd.ready(supervisor.generation());
+        }
+        // A stalled worker withholds the ping: systemd restarts what no longer serves.
+        if !supervisor.check_workers() {
+            systemd.pet_watchdog();
+        }
         supervisor.housekeeping();
         if let Err(e) = supervisor.apply_health() {
             error!("applying health changes failed: {e}");
@@ -394,11 +528,8 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
         }
         if refreshed.elapsed() >= REFRESH_PERIOD {
             refreshed = Instant::now();
-            if let Err(e) = supervisor.refresh_next_hops() {
-                warn!("next-hop refresh failed: {e}");
-            }
+            supervisor.request_refresh();
         }
-        std::thread::sleep(HOUSEKEEPING_PERIOD);
     }
     info!("stopping");
     supervisor.shutdown();
@@ -448,6 +579,63 @@ impl Systemd {
         }
         *last = Instant::now();
         self.send(Notifier::watchdog);
+    }
+}
+
+/// What the metrics endpoint shows beside the dataplane: the cluster's view of this node.
+struct Observed {
+    sync: Option<Arc<SyncStats>>,
+    announce: Arc<AnnounceStatus>,
+}
+
+/// Starts the Prometheus endpoint at `metrics_listen`.
+fn serve_metrics(
+    table: &ServiceTable,
+    dataplane: &Dataplane,
+    reloads: &Arc<ReloadCounters>,
+    observed: Observed,
+) -> Result<MetricsServer, RunError> {
+    let d = &table.dataplane;
+    let sources = MetricsSources {
+        workers: dataplane.workers(),
+        snapshot: dataplane.snapshot_handle(),
+        shared: dataplane.shared().clone(),
+        reloads: reloads.clone(),
+        capacities: TableCapacities {
+            flows_per_worker: dataplane.flows_per_worker() as u64,
+            sctp_associations: d.sctp.capacity as u64,
+            nat_sessions: d.flow_table.capacity as u64,
+        },
+        sync: observed.sync,
+        announce: observed.announce,
+    };
+    let server = metrics::serve(d.metrics_listen, sources)?;
+    info!(listen = %server.local_addr(), "metrics endpoint serving /metrics");
+    Ok(server)
+}
+
+/// Drops what the control thread no longer needs once the dataplane serves, and says
+/// what it kept and why.
+fn drop_capabilities(announces: bool) {
+    match capabilities::drop_after_start(announces) {
+        Ok(kept) => {
+            let kept: Vec<String> = kept
+                .iter()
+                .map(|k| format!("{} ({})", k.name, k.why))
+                .collect();
+            info!(
+                "capabilities dropped from the effective and permitted sets; kept: {}",
+                kept.join("; ")
+            );
+        }
+        Err(e) => warn!("dropping capabilities after start failed, all kept: {e}"),
+    }
+}
+
+/// Drops every capability of a thread that needs none (the resolver's).
+fn drop_thread_capabilities() {
+    if let Err(e) = capabilities::drop_all_in_this_thread() {
+        warn!("dropping the resolver thread's capabilities failed: {e}");
     }
 }
 

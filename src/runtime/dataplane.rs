@@ -360,6 +360,11 @@ impl Dataplane {
             .collect()
     }
 
+    /// Each worker's place in the plan (id, core, queues), in [`Dataplane::workers`] order.
+    pub fn assignments(&self) -> &[WorkerAssignment] {
+        &self.plan.workers
+    }
+
     fn stop_workers(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         for (_, handle) in self.workers.drain(..) {

@@ -20,6 +20,7 @@ use crate::pipeline::loader;
 use crate::pipeline::stage::{Context, SharedTables};
 use crate::pipeline::WorkerCounters;
 use crate::pipeline::{Pipeline, WorkerState};
+use crate::runtime::capabilities;
 use crate::runtime::plan::WorkerAssignment;
 use crate::xsk::{BatchPorts, BatchStats};
 use crate::xsk::{SocketSpec, XskPorts};
@@ -73,6 +74,22 @@ pub struct WorkerStats {
     pub backend_bytes: Box<[AtomicU64]>,
     /// New flows and associations placed per backend id.
     pub backend_new_flows: Box<[AtomicU64]>,
+    /// Loop passes made: stored once per pass (idle passes included, so an idle worker
+    /// still moves it at least every poll timeout), never per packet. The supervisor's
+    /// stall check reads it; a value that stops moving means a stuck worker.
+    pub progress: AtomicU64,
+    /// What the supervisor's stall check concluded about this worker (it writes, the
+    /// metrics endpoint reads): the worker itself never touches it.
+    pub liveness: WorkerLiveness,
+}
+
+/// The supervisor's verdict on one worker's progress, for the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct WorkerLiveness {
+    /// 1 while the worker has made no progress for longer than the stall threshold.
+    pub stalled: AtomicU64,
+    /// Whole seconds since the worker's progress counter last moved, as of the last check.
+    pub seconds_since_progress: AtomicU64,
 }
 
 impl Default for WorkerStats {
@@ -96,6 +113,8 @@ impl Default for WorkerStats {
             backend_packets: zeros(),
             backend_bytes: zeros(),
             backend_new_flows: zeros(),
+            progress: AtomicU64::default(),
+            liveness: WorkerLiveness::default(),
         }
     }
 }
@@ -187,7 +206,10 @@ pub fn run_loop<P: BatchPorts>(
     let mut ring = RingCounters::default();
     let mut empty_rounds = 0u32;
     let mut published_ms = 0u64;
+    let mut passes = 0u64;
     while !inputs.stop.load(Ordering::Relaxed) {
+        passes += 1;
+        stats.progress.store(passes, Ordering::Relaxed);
         let snapshot = inputs.snapshots.load();
         let now_ms = inputs.epoch.elapsed().as_millis() as u64;
         let mut received = 0;
@@ -328,6 +350,13 @@ impl WorkerJob {
             balancer: Balancer::new(self.flows, self.timeouts),
             counters: WorkerCounters::default(),
         };
+        // Sockets open and bound, UMEM registered: nothing left here needs privileges.
+        if let Err(e) = capabilities::drop_all_in_this_thread() {
+            warn!(
+                worker = self.assignment.id,
+                "dropping the worker's capabilities failed: {e}"
+            );
+        }
         if ready.send(Ok(ports.socket_fds())).is_err() {
             return;
         }

@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::Command;
 
 /// A set of lab namespaces programs can run in (the single-node lab, the cluster lab).
+/// Only the test binaries with real SCTP peers use it.
+#[allow(dead_code)]
 pub trait Namespaces {
     /// Scratch directory for programs' output.
     fn work(&self) -> &Path;

@@ -242,7 +242,13 @@ pub fn tsctp_server(lab: &impl Namespaces, short: &str) -> Peer {
 /// 0.0.0.0 (its INIT lists all ten client addresses), sends LENGTH-byte messages to
 /// VIP:5001 for SECONDS seconds, then shuts the association down and prints
 /// `Sending of N messages of length L took S seconds.`
-pub fn tsctp_client(lab: &impl Namespaces, name: &str, vip: &str, seconds: u32, length: u32) -> Peer {
+pub fn tsctp_client(
+    lab: &impl Namespaces,
+    name: &str,
+    vip: &str,
+    seconds: u32,
+    length: u32,
+) -> Peer {
     Peer::spawn(
         lab,
         "cl",

@@ -28,6 +28,7 @@ use crate::config::SctpSyncConfig;
 use crate::lb::sctp::replica::{Adopted, SctpReplica};
 use crate::lb::snapshot::{BackendId, ServiceId, Snapshot};
 use crate::pipeline::stage::SharedTables;
+use crate::runtime::capabilities;
 use message::{Kind, MessageError, Record, SyncKey};
 
 /// How often the sync thread sends what changed and the next slice of a walk.
@@ -433,6 +434,10 @@ struct SyncNode {
 
 impl SyncNode {
     fn run(&mut self, stop: &AtomicBool) {
+        // Its socket is bound: nothing here needs a privilege.
+        if let Err(e) = capabilities::drop_all_in_this_thread() {
+            warn!("dropping the SCTP sync thread's capabilities failed: {e}");
+        }
         let mut buffer = vec![0u8; 65536];
         let mut last_tick = Instant::now();
         while !stop.load(Ordering::Relaxed) {
