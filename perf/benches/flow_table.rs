@@ -18,6 +18,8 @@ const TIMEOUTS: FlowTimeouts = FlowTimeouts {
     udp_idle_ms: 30_000,
     sctp_idle_ms: 300_000,
     tcp_closing_ms: 10_000,
+    tcp_syn_ms: 5_000,
+    new_flows_per_sec: u64::MAX / 1_000_000,
 };
 
 /// A splitmix64 step, for shuffles without a random-number crate.
@@ -112,7 +114,7 @@ fn bench_lookup_hit(c: &mut Criterion) {
     let offered = shuffled_flows(LIVE_FLOWS);
     let mut table = FlowTable::new(2 * LIVE_FLOWS, TIMEOUTS);
     for (i, (key, hash)) in offered.iter().enumerate() {
-        table.insert(key, *hash, i as u32, 0);
+        table.insert(key, *hash, i as u32, false, 0);
     }
     let mut flows: Vec<(FlowKey, u64)> = offered
         .into_iter()
@@ -196,7 +198,7 @@ fn bench_insert_evicting(c: &mut Criterion) {
     let mut table = FlowTable::new(1 << 16, TIMEOUTS);
     let mut now = 0u64;
     for (key, hash) in &flows[..1 << 18] {
-        table.insert(key, *hash, 0, now);
+        table.insert(key, *hash, 0, false, now);
     }
     let mut group = c.benchmark_group("flow_insert_evicting");
     group.throughput(Throughput::Elements(BATCH as u64));
@@ -205,7 +207,7 @@ fn bench_insert_evicting(c: &mut Criterion) {
         b.iter(|| {
             now += 1;
             for (key, hash) in &flows[cursor..cursor + BATCH] {
-                black_box(table.insert(key, *hash, 1, now));
+                black_box(table.insert(key, *hash, 1, false, now));
             }
             cursor = (cursor + BATCH) % LIVE_FLOWS;
         })
