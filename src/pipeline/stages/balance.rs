@@ -6,7 +6,7 @@ use arrayvec::ArrayVec;
 use crate::config::Forwarding;
 use crate::lb::balancer::Decision;
 use crate::lb::flow::FlowKey;
-use crate::lb::nat::{NatKey, ReplyPath};
+use crate::lb::nat::{NatKey, ReplyPath, TcpSegment};
 use crate::lb::verdict::{DropReason, Verdict};
 use crate::pipeline::batch::MAX_BATCH;
 use crate::pipeline::stage::{Batch, Context, PacketMeta, Stage, Target};
@@ -70,7 +70,7 @@ impl Stage for Balance {
             let meta = &mut batch.meta[i];
             let outcome = match meta.service {
                 Some(_) => balance(meta, batch.packets[i].data(), ctx, worker),
-                None => nat_reply(&meta.headers, ctx),
+                None => nat_reply(&meta.headers, batch.packets[i].data(), ctx),
             };
             match outcome {
                 Ok(target) => meta.target = target,
@@ -85,6 +85,18 @@ fn source_mac(frame: &[u8]) -> [u8; 6] {
         .get(6..12)
         .and_then(|m| <[u8; 6]>::try_from(m).ok())
         .unwrap_or_default()
+}
+
+/// TCP FIN and RST: the segments that may end a NAT session.
+const TCP_FIN_OR_RST: u8 = 0x01 | 0x04;
+
+/// The TCP header fields of a NAT packet, read only for TCP (`None` otherwise).
+fn tcp_segment(h: &Headers, frame: &[u8]) -> Option<TcpSegment> {
+    if h.l4_proto != protocol::TCP {
+        return None;
+    }
+    let start = h.l4_offset as usize;
+    TcpSegment::parse(frame.get(start..start + h.l4_len as usize)?)
 }
 
 /// Client -> VIP: backend by flow table / association table / Maglev.
@@ -159,8 +171,12 @@ fn balance(
         .shared
         .nat
         .outbound(&key, address, h.dst_port, reply, meta.hash, ctx.now_ms)?;
-    if h.tcp_flags & (0x01 | 0x04) != 0 {
-        ctx.shared.nat.close(&key, meta.hash, ctx.now_ms);
+    if h.tcp_flags & TCP_FIN_OR_RST != 0 {
+        if let Some(segment) = tcp_segment(h, frame) {
+            ctx.shared
+                .nat
+                .client_segment(&key, meta.hash, &segment, ctx.now_ms)?;
+        }
     }
     Ok(Target::NatOut {
         backend,
@@ -169,12 +185,22 @@ fn balance(
     })
 }
 
-/// Backend -> SNAT address: the session's client side, or a counted drop.
-fn nat_reply(h: &Headers, ctx: &Context<'_>) -> Result<Target, DropReason> {
+/// Backend -> SNAT address: the session's client side, or a counted drop. A TCP
+/// segment's ACK, window and FIN/RST are followed by the session.
+fn nat_reply(h: &Headers, frame: &[u8], ctx: &Context<'_>) -> Result<Target, DropReason> {
+    let segment = tcp_segment(h, frame);
     let (key, reply) = ctx
         .shared
         .nat
-        .inbound(h.src, h.src_port, h.dst, h.dst_port, h.l4_proto, ctx.now_ms)
+        .inbound(
+            h.src,
+            h.src_port,
+            h.dst,
+            h.dst_port,
+            h.l4_proto,
+            segment.as_ref(),
+            ctx.now_ms,
+        )
         .ok_or(DropReason::NatNoSession)?;
     Ok(Target::NatBack {
         vip: key.vip,
