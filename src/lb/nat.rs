@@ -1004,8 +1004,9 @@ impl NatSessionTable {
         Some((session.key, session.reply_path))
     }
 
-    /// A client's TCP FIN or RST, on the session [`NatSessionTable::outbound`] gave it
-    /// (`hash` as there). A RST in the backend's window closes the session: it lives
+    /// A client's TCP FIN or RST, met by its session before the packet goes further
+    /// (`hash` as for [`NatSessionTable::outbound`]). A RST in the backend's window closes
+    /// the session: it lives
     /// `tcp_closing_ms` more and later packets no longer extend it. A RST out of the
     /// window is `Err(NatRstOutOfWindow)`, for the caller to drop: a blind reset must
     /// not end a live connection's session. A FIN half-closes the connection, or closes

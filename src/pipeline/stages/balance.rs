@@ -110,6 +110,23 @@ fn balance(
     let Some(service) = meta.service else {
         return Err(DropReason::NoService);
     };
+    let nat = ctx.snapshot.service(service).forwarding == Forwarding::Nat;
+    let nat_key = NatKey {
+        client: h.src,
+        client_port: h.src_port,
+        vip: h.dst,
+        vip_port: h.dst_port,
+        proto: h.l4_proto,
+    };
+    // A client's FIN or RST meets its NAT session before anything else, so an
+    // out-of-window RST is dropped having changed no state, the flow table's included.
+    if nat && h.tcp_flags & TCP_FIN_OR_RST != 0 {
+        if let Some(segment) = tcp_segment(h, frame) {
+            ctx.shared
+                .nat
+                .client_segment(&nat_key, meta.hash, &segment, ctx.now_ms)?;
+        }
+    }
     let decision = if h.l4_proto == protocol::SCTP {
         let start = h.l4_offset as usize;
         let sctp = frame
@@ -147,7 +164,7 @@ fn balance(
         Decision::Backend(id) => id,
         Decision::Drop(reason) => return Err(reason),
     };
-    if ctx.snapshot.service(service).forwarding != Forwarding::Nat {
+    if !nat {
         return Ok(Target::Backend { service, backend });
     }
     let address = ctx
@@ -155,13 +172,6 @@ fn balance(
         .backend(backend)
         .ok_or(DropReason::NoBackend)?
         .address;
-    let key = NatKey {
-        client: h.src,
-        client_port: h.src_port,
-        vip: h.dst,
-        vip_port: h.dst_port,
-        proto: h.l4_proto,
-    };
     let reply = ReplyPath {
         port: ctx.ingress,
         // Only NAT sessions need the client's MAC: read it here, not per packet.
@@ -170,14 +180,7 @@ fn balance(
     let binding = ctx
         .shared
         .nat
-        .outbound(&key, address, h.dst_port, reply, meta.hash, ctx.now_ms)?;
-    if h.tcp_flags & TCP_FIN_OR_RST != 0 {
-        if let Some(segment) = tcp_segment(h, frame) {
-            ctx.shared
-                .nat
-                .client_segment(&key, meta.hash, &segment, ctx.now_ms)?;
-        }
-    }
+        .outbound(&nat_key, address, h.dst_port, reply, meta.hash, ctx.now_ms)?;
     Ok(Target::NatOut {
         backend,
         snat: binding.snat,
