@@ -100,6 +100,8 @@ fn cases() -> Vec<Case> {
         case("ring size too large", "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\n  ring_size: »32768\n", "dataplane.ring_size: 32768 is not a power of two from 64 to 16384"),
         case("flow table capacity", "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\n  flow_table: { capacity: »0 }\n", "dataplane.flow_table.capacity: a flow table needs room"),
         case("zero idle timeout", "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\n  flow_table:\n    tcp_idle: »0s\n", "dataplane.flow_table.tcp_idle: an idle timeout of 0"),
+        case("zero tcp_syn", "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\n  flow_table: { tcp_syn: »0s }\n", "dataplane.flow_table.tcp_syn: 0 forgets every new TCP flow before its handshake's ACK"),
+        case("zero new-flow rate", "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\n  flow_table: { new_flows_per_second: »0 }\n", "dataplane.flow_table.new_flows_per_second: 0 tracks no new flow at all"),
         case("sctp max_addresses", "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\n  sctp: { max_addresses: »9 }\n", "dataplane.sctp.max_addresses: 9 is out of range; an association keeps 1 to 8 client addresses"),
         case("sctp embryonic_timeout zero", "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\n  sctp: { embryonic_timeout: »0s }\n", "dataplane.sctp.embryonic_timeout: 0 frees every association before its COOKIE-ECHO arrives"),
         case("sctp embryonic_per_source zero", "version: 1\ndataplane:\n  interfaces: [{ name: eth1 }]\n  sctp: { embryonic_per_source: »0 }\n", "dataplane.sctp.embryonic_per_source: 0 refuses every new association"),

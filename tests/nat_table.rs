@@ -1,13 +1,14 @@
 //! Behaviour of the shared NAT session table through its public API: round trips,
-//! port allocation and exhaustion, expiry and closing, rebinding, capacity, many
-//! workers at once, and a model-based property test.
+//! port allocation and exhaustion, expiry and closing (RSTs checked against the
+//! backend's window, half-closed connections), rebinding, capacity, many workers at
+//! once, and a model-based property test.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
-use xlb::lb::nat::{NatBinding, NatConfig, NatKey, NatSessionTable, ReplyPath};
+use xlb::lb::nat::{NatBinding, NatConfig, NatKey, NatSessionTable, ReplyPath, TcpSegment};
 use xlb::lb::verdict::DropReason;
 
 const TCP: u8 = 6;
@@ -78,9 +79,64 @@ fn flow_hash(key: &NatKey) -> u64 {
     hasher.finish()
 }
 
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+
+fn rst(seq: u32) -> TcpSegment {
+    TcpSegment {
+        flags: RST,
+        seq,
+        ..TcpSegment::default()
+    }
+}
+
+fn fin(seq: u32) -> TcpSegment {
+    TcpSegment {
+        flags: FIN | ACK,
+        seq,
+        ..TcpSegment::default()
+    }
+}
+
+/// A backend segment acknowledging `ack` with window field `window`.
+fn backend_ack(flags: u8, ack: u32, window: u16, window_shift: Option<u8>) -> TcpSegment {
+    TcpSegment {
+        flags: flags | ACK,
+        seq: 9_000,
+        ack,
+        window,
+        window_shift,
+    }
+}
+
+/// The backend's TCP segment on session `b`; whether the session was found.
+fn backend_sends(table: &NatSessionTable, b: &NatBinding, segment: TcpSegment, now: u64) -> bool {
+    table
+        .inbound(
+            b.backend,
+            b.backend_port,
+            b.snat,
+            b.snat_port,
+            TCP,
+            Some(&segment),
+            now,
+        )
+        .is_some()
+}
+
 fn reply(table: &NatSessionTable, b: &NatBinding, proto: u8, now: u64) -> Option<NatKey> {
     table
-        .inbound(b.backend, b.backend_port, b.snat, b.snat_port, proto, now)
+        .inbound(
+            b.backend,
+            b.backend_port,
+            b.snat,
+            b.snat_port,
+            proto,
+            None,
+            now,
+        )
         .map(|(key, _)| key)
 }
 
@@ -284,45 +340,45 @@ fn reply_to_an_unknown_session_is_none() {
     };
     assert_eq!(
         table
-            .inbound(backend, 80, b.snat, other_port, TCP, 0)
+            .inbound(backend, 80, b.snat, other_port, TCP, None, 0)
             .map(|(key, _)| key),
         None
     );
     assert_eq!(
         table
-            .inbound(backend, 80, b.snat, 80, TCP, 0)
+            .inbound(backend, 80, b.snat, 80, TCP, None, 0)
             .map(|(key, _)| key),
         None,
         "below range"
     );
     assert_eq!(
         table
-            .inbound(backend, 81, b.snat, b.snat_port, TCP, 0)
+            .inbound(backend, 81, b.snat, b.snat_port, TCP, None, 0)
             .map(|(key, _)| key),
         None
     );
     assert_eq!(
         table
-            .inbound(v4(198, 18, 1, 12), 80, b.snat, b.snat_port, TCP, 0)
+            .inbound(v4(198, 18, 1, 12), 80, b.snat, b.snat_port, TCP, None, 0)
             .map(|(key, _)| key),
         None
     );
     assert_eq!(
         table
-            .inbound(backend, 80, b.snat, b.snat_port, UDP, 0)
+            .inbound(backend, 80, b.snat, b.snat_port, UDP, None, 0)
             .map(|(key, _)| key),
         None
     );
     assert_eq!(
         table
-            .inbound(backend, 80, v4(198, 18, 200, 9), b.snat_port, TCP, 0)
+            .inbound(backend, 80, v4(198, 18, 200, 9), b.snat_port, TCP, None, 0)
             .map(|(key, _)| key),
         None
     );
 }
 
 #[test]
-fn close_shortens_a_tcp_session_and_later_packets_do_not_revive_it() {
+fn rst_shortens_a_tcp_session_and_later_packets_do_not_revive_it() {
     let table = wide_table();
     let backend = v4(198, 18, 1, 11);
     let closed = client_v4(1, TCP);
@@ -347,13 +403,206 @@ fn close_shortens_a_tcp_session_and_later_packets_do_not_revive_it() {
             0,
         )
         .unwrap();
-    table.close(&closed, flow_hash(&closed), 100);
-    // A late ACK after the FIN still passes but does not extend the session.
+    // A RST before the backend acknowledged anything: no window to check it against.
+    assert_eq!(
+        table.client_segment(&closed, flow_hash(&closed), &rst(0), 100),
+        Ok(())
+    );
+    // A late ACK after the RST still passes but does not extend the session.
     assert_eq!(reply(&table, &b, TCP, 200), Some(closed));
     assert_eq!(table.expire(100 + TCP_CLOSING - 1), 0);
     assert_eq!(table.expire(100 + TCP_CLOSING), 1);
     assert_eq!(reply(&table, &b, TCP, 100 + TCP_CLOSING), None);
     assert_eq!(table.len(), 1, "the open session stays");
+}
+
+/// A TCP session whose backend answered with a SYN-ACK (window scale 7) at time 0.
+fn answered_session(table: &NatSessionTable, n: u32) -> (NatKey, NatBinding) {
+    let key = client_v4(n, TCP);
+    let binding = table
+        .outbound(
+            &key,
+            v4(198, 18, 1, 11),
+            80,
+            ReplyPath::default(),
+            flow_hash(&key),
+            0,
+        )
+        .unwrap();
+    assert!(backend_sends(
+        table,
+        &binding,
+        backend_ack(SYN, 1_001, 1_000, Some(7)),
+        0
+    ));
+    (key, binding)
+}
+
+#[test]
+fn out_of_window_rst_is_refused_and_the_session_lives_on() {
+    let table = wide_table();
+    let (key, b) = answered_session(&table, 1);
+    let hash = flow_hash(&key);
+    // The SYN-ACK's own window is never scaled (RFC 7323 §2.2): 1000 bytes from 1001.
+    for seq in [1_001 + 1_000, 1_000, 1_001u32.wrapping_sub(1 << 31)] {
+        assert_eq!(
+            table.client_segment(&key, hash, &rst(seq), 10),
+            Err(DropReason::NatRstOutOfWindow),
+            "seq {seq}"
+        );
+    }
+    // Later windows are scaled: 100 << 7 = 12800 bytes from the last ACK.
+    assert!(backend_sends(
+        &table,
+        &b,
+        backend_ack(0, 5_001, 100, None),
+        20
+    ));
+    assert_eq!(
+        table.client_segment(&key, hash, &rst(5_001 + 12_800), 30),
+        Err(DropReason::NatRstOutOfWindow)
+    );
+    assert_eq!(
+        table.client_segment(&key, hash, &rst(1_001), 30),
+        Err(DropReason::NatRstOutOfWindow),
+        "below the last ACK"
+    );
+    // Nothing was closed: the session keeps its full idle time.
+    assert_eq!(table.expire(30 + TCP_CLOSING), 0);
+    assert_eq!(table.expire(TCP_IDLE - 1), 0);
+    assert_eq!(reply(&table, &b, TCP, TCP_IDLE - 1), Some(key));
+}
+
+#[test]
+fn in_window_rst_closes_the_session() {
+    let table = wide_table();
+    let (key, b) = answered_session(&table, 1);
+    assert!(backend_sends(
+        &table,
+        &b,
+        backend_ack(0, 5_001, 100, None),
+        20
+    ));
+    assert_eq!(
+        table.client_segment(&key, flow_hash(&key), &rst(5_001 + 12_799), 100),
+        Ok(())
+    );
+    assert_eq!(table.expire(100 + TCP_CLOSING - 1), 0);
+    assert_eq!(table.expire(100 + TCP_CLOSING), 1);
+
+    // The exact next sequence number closes too, across the 2^32 wrap, and with a zero
+    // window (RFC 9293 §3.10.7.4).
+    let (key, b) = answered_session(&table, 2);
+    assert!(backend_sends(
+        &table,
+        &b,
+        backend_ack(0, u32::MAX - 10, 1, None),
+        20
+    ));
+    assert_eq!(
+        table.client_segment(&key, flow_hash(&key), &rst(100), 100),
+        Ok(()),
+        "111 bytes past the ACK, in a 128-byte window"
+    );
+    let (key, b) = answered_session(&table, 3);
+    assert!(backend_sends(
+        &table,
+        &b,
+        backend_ack(0, 7_000, 0, None),
+        20
+    ));
+    assert_eq!(
+        table.client_segment(&key, flow_hash(&key), &rst(7_001), 100),
+        Err(DropReason::NatRstOutOfWindow)
+    );
+    assert_eq!(
+        table.client_segment(&key, flow_hash(&key), &rst(7_000), 100),
+        Ok(())
+    );
+    assert_eq!(table.expire(100 + TCP_CLOSING), 2);
+}
+
+#[test]
+fn a_session_picked_up_mid_connection_takes_the_largest_window_scale() {
+    let table = wide_table();
+    let key = client_v4(4, TCP);
+    let b = table
+        .outbound(
+            &key,
+            v4(198, 18, 1, 11),
+            80,
+            ReplyPath::default(),
+            flow_hash(&key),
+            0,
+        )
+        .unwrap();
+    // No SYN-ACK seen: the shift is unknown, so 10 << 14 bytes.
+    assert!(backend_sends(&table, &b, backend_ack(0, 0, 10, None), 1));
+    assert_eq!(
+        table.client_segment(&key, flow_hash(&key), &rst(10 << 14), 2),
+        Err(DropReason::NatRstOutOfWindow)
+    );
+    assert_eq!(
+        table.client_segment(&key, flow_hash(&key), &rst((10 << 14) - 1), 2),
+        Ok(())
+    );
+}
+
+#[test]
+fn a_backend_rst_closes_the_session() {
+    let table = wide_table();
+    let (_, b) = answered_session(&table, 1);
+    assert!(backend_sends(
+        &table,
+        &b,
+        backend_ack(RST, 1_001, 0, None),
+        50
+    ));
+    assert_eq!(table.expire(50 + TCP_CLOSING), 1);
+}
+
+#[test]
+fn half_closed_session_lives_past_eleven_seconds_until_the_second_fin() {
+    // The defaults' shape: a long idle time, a 10 s closing time.
+    const IDLE: u64 = 300_000;
+    const CLOSING: u64 = 10_000;
+    let table = NatSessionTable::new(NatConfig {
+        tcp_idle_ms: IDLE,
+        tcp_closing_ms: CLOSING,
+        ..config(vec![snat_v4()], (1024, 65535), 1 << 12)
+    });
+    // Client FIN first, the backend still sending; then the backend's FIN.
+    let (client_first, b1) = answered_session(&table, 1);
+    // Backend FIN first (the server ended its side), the client still sending.
+    let (backend_first, b2) = answered_session(&table, 2);
+    assert_eq!(
+        table.client_segment(&client_first, flow_hash(&client_first), &fin(1_001), 1_000),
+        Ok(())
+    );
+    assert!(backend_sends(
+        &table,
+        &b2,
+        backend_ack(FIN, 1_001, 1_000, None),
+        1_000
+    ));
+    assert_eq!(table.expire(1_000 + 11_000), 0, "half-closed past 11 s");
+    assert_eq!(reply(&table, &b1, TCP, 12_000), Some(client_first));
+    assert_eq!(table.expire(1_000 + IDLE - 1), 0);
+
+    // The second FINs: now both connections close after the short timer.
+    let t = 1_000 + IDLE - 1;
+    assert!(backend_sends(
+        &table,
+        &b1,
+        backend_ack(FIN, 1_002, 1_000, None),
+        t
+    ));
+    assert_eq!(
+        table.client_segment(&backend_first, flow_hash(&backend_first), &fin(1_001), t),
+        Ok(())
+    );
+    assert_eq!(table.expire(t + CLOSING - 1), 0);
+    assert_eq!(table.expire(t + CLOSING), 2);
 }
 
 #[test]
@@ -403,10 +652,13 @@ fn unanswered_sessions_expire_early_and_a_reply_gives_the_full_idle_time() {
 }
 
 #[test]
-fn close_of_an_unknown_key_changes_nothing() {
+fn rst_of_an_unknown_key_changes_nothing() {
     let table = wide_table();
     let key = client_v4(1, TCP);
-    table.close(&key, flow_hash(&key), 0);
+    assert_eq!(
+        table.client_segment(&key, flow_hash(&key), &rst(7), 0),
+        Ok(())
+    );
     assert!(table.is_empty());
 }
 
@@ -697,7 +949,8 @@ proptest! {
                 }
                 Op::Close { client } => {
                     let key = client_v4(client, TCP);
-                    table.close(&key, flow_hash(&key), now);
+                    // The model's sessions never see a backend ACK: every RST is taken.
+                    prop_assert_eq!(table.client_segment(&key, flow_hash(&key), &rst(0), now), Ok(()));
                     if let Some(session) = model.get_mut(&key) {
                         session.closing = true;
                         session.last_seen = now;

@@ -1186,6 +1186,8 @@ fn associations_survive_reloads_that_keep_their_service_and_backend() {
             udp_idle_ms: IDLE_MS,
             sctp_idle_ms: IDLE_MS,
             tcp_closing_ms: LINGER_MS,
+            tcp_syn_ms: LINGER_MS,
+            new_flows_per_sec: 1_000_000,
         },
     );
     let ngap = |snapshot: &Snapshot| {

@@ -1,11 +1,13 @@
 //! Criterion benchmarks of the per-packet flow path: `flow_hash`, a flow-table hit at 1M live
-//! flows (with and without the one-ahead prefetch), and inserts into a full table (each one an
-//! LRU eviction). Figures are per packet (`Throughput::Elements`).
+//! flows (with and without the one-ahead prefetch), inserts into a full table (each one an
+//! LRU eviction), and a TCP SYN flood from random sources into a table full of established
+//! flows (each packet hashed, missed and offered for insertion; the established flows kept
+//! are printed and must be all of them). Figures are per packet (`Throughput::Elements`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use xlb::lb::flow::{FlowKey, FlowTable, FlowTimeouts};
+use xlb::lb::flow::{FlowKey, FlowPacket, FlowTable, FlowTimeouts};
 use xlb::lb::hash::flow_hash;
 
 /// Packets per iteration.
@@ -18,6 +20,8 @@ const TIMEOUTS: FlowTimeouts = FlowTimeouts {
     udp_idle_ms: 30_000,
     sctp_idle_ms: 300_000,
     tcp_closing_ms: 10_000,
+    tcp_syn_ms: 5_000,
+    new_flows_per_sec: u64::MAX / 1_000_000,
 };
 
 /// A splitmix64 step, for shuffles without a random-number crate.
@@ -112,7 +116,7 @@ fn bench_lookup_hit(c: &mut Criterion) {
     let offered = shuffled_flows(LIVE_FLOWS);
     let mut table = FlowTable::new(2 * LIVE_FLOWS, TIMEOUTS);
     for (i, (key, hash)) in offered.iter().enumerate() {
-        table.insert(key, *hash, i as u32, 0);
+        table.insert(key, *hash, i as u32, false, 0);
     }
     let mut flows: Vec<(FlowKey, u64)> = offered
         .into_iter()
@@ -196,7 +200,7 @@ fn bench_insert_evicting(c: &mut Criterion) {
     let mut table = FlowTable::new(1 << 16, TIMEOUTS);
     let mut now = 0u64;
     for (key, hash) in &flows[..1 << 18] {
-        table.insert(key, *hash, 0, now);
+        table.insert(key, *hash, 0, false, now);
     }
     let mut group = c.benchmark_group("flow_insert_evicting");
     group.throughput(Throughput::Elements(BATCH as u64));
@@ -205,7 +209,7 @@ fn bench_insert_evicting(c: &mut Criterion) {
         b.iter(|| {
             now += 1;
             for (key, hash) in &flows[cursor..cursor + BATCH] {
-                black_box(table.insert(key, *hash, 1, now));
+                black_box(table.insert(key, *hash, 1, false, now));
             }
             cursor = (cursor + BATCH) % LIVE_FLOWS;
         })
@@ -218,10 +222,93 @@ fn bench_insert_evicting(c: &mut Criterion) {
     );
 }
 
+/// Established flows in the flood benchmark's table (its capacity).
+const FLOOD_TABLE: usize = 1 << 16;
+
+/// A SYN from a random source (client address and port from `mix`) to the VIP.
+fn flood_syn(i: u64) -> FlowKey {
+    let random = mix(i ^ 0xf100d);
+    FlowKey {
+        client: IpAddr::V4(Ipv4Addr::from((random >> 32) as u32)),
+        client_port: random as u16,
+        ..flow_key(0)
+    }
+}
+
+fn bench_syn_flood(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tcp_syn_flood_random_sources");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    // With the guard: the default 200k new flows/s per worker against a simulated 1 Mpps
+    // flood (1 ms per 1024 packets). Without it, every SYN reaches the full buckets.
+    for (name, rate) in [("guard_200k", 200_000), ("no_guard", u64::MAX / 1_000_000)] {
+        // An hour of idle life, so established flows outlive however long criterion runs.
+        let mut table = FlowTable::new(
+            FLOOD_TABLE,
+            FlowTimeouts {
+                tcp_idle_ms: 3_600_000,
+                new_flows_per_sec: rate,
+                ..TIMEOUTS
+            },
+        );
+        // Fill the table with established flows (SYN, then the handshake's ACK), at the
+        // guard's pace (100 a millisecond); those a full bucket turned away are left out.
+        let offered = shuffled_flows(FLOOD_TABLE);
+        let mut now = 0u64;
+        for (i, (key, hash)) in offered.iter().enumerate() {
+            now = i as u64 / 100;
+            table.insert(key, *hash, i as u32, true, now);
+            table.lookup_packet(key, *hash, FlowPacket::Other, now);
+        }
+        let established: Vec<(FlowKey, u64, u32)> = offered
+            .iter()
+            .filter_map(|(key, hash)| Some((*key, *hash, table.lookup(key, *hash, now)?)))
+            .collect();
+        let mut packet = 0u64;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                now += 1;
+                for _ in 0..BATCH {
+                    let key = flood_syn(packet);
+                    packet += 1;
+                    let hash = hash_of(black_box(&key));
+                    if table
+                        .lookup_packet(&key, hash, FlowPacket::Syn, now)
+                        .is_none()
+                    {
+                        black_box(table.insert(&key, hash, 1, true, now));
+                    }
+                }
+            })
+        });
+        let kept = established
+            .iter()
+            .filter(|(key, hash, value)| table.lookup(key, *hash, now) == Some(*value))
+            .count();
+        let stats = table.stats();
+        eprintln!(
+            "tcp_syn_flood_random_sources/{name}: {packet} SYNs, {kept} of {} established \
+             flows kept ({:.2}%); SYN-only evicted {}, refused (bucket of established) {}, \
+             refused (rate) {}",
+            established.len(),
+            100.0 * kept as f64 / established.len() as f64,
+            stats.syn_only_evictions,
+            stats.refused_full,
+            stats.refused_rate,
+        );
+        assert_eq!(
+            kept,
+            established.len(),
+            "a SYN flood evicted established flows"
+        );
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench_flow_hash,
     bench_lookup_hit,
-    bench_insert_evicting
+    bench_insert_evicting,
+    bench_syn_flood
 );
 criterion_main!(benches);

@@ -222,7 +222,7 @@ pub enum IdlePolicy {
     Poll,
 }
 
-/// Sizes and idle timeouts of each worker's TCP/UDP flow table.
+/// Sizes, idle timeouts and flood limits of each worker's TCP/UDP flow table.
 #[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct FlowTableConfig {
@@ -240,10 +240,18 @@ pub struct FlowTableConfig {
     #[serde(deserialize_with = "text::duration")]
     #[schemars(schema_with = "text::duration_schema")]
     pub sctp_idle: Duration,
-    /// Life left to a TCP flow after a FIN or RST.
+    /// Life left to a TCP flow after a RST, and to a NAT session once both sides sent FIN.
     #[serde(deserialize_with = "text::duration")]
     #[schemars(schema_with = "text::duration_schema")]
     pub tcp_closing: Duration,
+    /// Idle life of a TCP flow whose client sent only SYNs: a SYN flood's entries go soon, and
+    /// are the first evicted from a full bucket; they never evict an established flow.
+    #[serde(deserialize_with = "text::duration")]
+    #[schemars(schema_with = "text::duration_schema")]
+    pub tcp_syn: Duration,
+    /// New flows each worker stores per second; beyond it, new flows are forwarded by Maglev
+    /// without an entry (same backend while the backend set holds).
+    pub new_flows_per_second: u64,
 }
 
 impl Default for FlowTableConfig {
@@ -254,6 +262,8 @@ impl Default for FlowTableConfig {
             udp_idle: Duration::from_secs(30),
             sctp_idle: Duration::from_secs(300),
             tcp_closing: Duration::from_secs(10),
+            tcp_syn: Duration::from_secs(5),
+            new_flows_per_second: 200_000,
         }
     }
 }

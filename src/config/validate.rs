@@ -215,6 +215,19 @@ fn check_dataplane(dataplane: &DataplaneConfig, services: &[Service], at: &Field
             );
         }
     }
+    if dataplane.flow_table.tcp_syn.is_zero() {
+        return problem(
+            flow_table.key("tcp_syn"),
+            "0 forgets every new TCP flow before its handshake's ACK; give a duration like 5s",
+        );
+    }
+    if dataplane.flow_table.new_flows_per_second == 0 {
+        return problem(
+            flow_table.key("new_flows_per_second"),
+            "0 tracks no new flow at all; give a rate per worker (default 200000), \
+             as high as you like to lift the guard",
+        );
+    }
     let sctp = at.key("sctp");
     if dataplane.sctp.capacity == 0 {
         return problem(

@@ -368,6 +368,24 @@ impl SourcesCollector {
             "Live flows evicted from a full flow-table bucket.",
             each(|s| read(&s.evictions)),
         )?;
+        let untracked = workers.iter().flat_map(|(labels, stats)| {
+            [
+                ("rate_limited", read(&stats.untracked_rate_limited)),
+                ("table_full", read(&stats.untracked_table_full)),
+            ]
+            .into_iter()
+            .map(move |(reason, value)| {
+                let mut series = labels.labels();
+                series.push(("reason", Escaped(reason)));
+                (series, value)
+            })
+        });
+        counters(
+            encoder,
+            "xlb_flows_untracked",
+            "New flows forwarded by Maglev without a flow-table entry: the new-flow rate guard was out of tokens (rate_limited), or a SYN-only flow met a bucket of established flows (table_full).",
+            untracked,
+        )?;
         gauges(
             encoder,
             "xlb_flows",

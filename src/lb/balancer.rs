@@ -6,15 +6,12 @@
 
 use std::net::IpAddr;
 
-use crate::lb::flow::{FlowKey, FlowTable, FlowTimeouts, Insert};
+use crate::lb::flow::{FlowKey, FlowPacket, FlowTable, FlowTimeouts, Insert};
 use crate::lb::hash::flow_hash;
 use crate::lb::sctp::{SctpAssociationTable, SctpDecision, SctpPath};
 use crate::lb::snapshot::{BackendId, ServiceIndex, Snapshot, MAX_BACKENDS};
 use crate::lb::verdict::DropReason;
 use crate::wire::headers::protocol;
-
-/// TCP FIN and RST flags: the flow is ending.
-const TCP_FIN_OR_RST: u8 = 0x01 | 0x04;
 
 /// What the balancer decided for one packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,8 +29,13 @@ pub struct BalancerStats {
     pub new_flows: u64,
     /// Tracked flows whose backend left and were placed again.
     pub reselected: u64,
-    /// Live flows evicted because their bucket was full.
+    /// Live established flows evicted because their bucket was full.
     pub evictions: u64,
+    /// New flows forwarded by Maglev but not tracked: the new-flow rate guard was out of tokens.
+    pub untracked_rate_limited: u64,
+    /// New SYN-only flows forwarded by Maglev but not tracked: their bucket was full of
+    /// established flows, which a SYN never evicts.
+    pub untracked_table_full: u64,
 }
 
 /// One worker's balancing state: its flow table and counters.
@@ -79,8 +81,9 @@ impl Balancer {
         tcp_flags: u8,
         now_ms: u64,
     ) -> Decision {
-        let tracked = self.flows.lookup(key, hash, now_ms);
-        let decision = match tracked {
+        let packet = FlowPacket::of(key.proto, tcp_flags);
+        let tracked = self.flows.lookup_packet(key, hash, packet, now_ms);
+        match tracked {
             Some(id) if snapshot.keeps_flow(service, id) => Decision::Backend(id),
             _ => match snapshot.service(service).select(hash) {
                 None => Decision::Drop(DropReason::NoBackend),
@@ -88,20 +91,24 @@ impl Balancer {
                     if tracked.is_some() {
                         self.flows.update(key, hash, id, now_ms);
                         self.stats.reselected += 1;
-                    } else {
-                        if self.flows.insert(key, hash, id, now_ms) == Insert::EvictedLru {
-                            self.stats.evictions += 1;
+                    } else if packet != FlowPacket::Rst {
+                        // A RST of an untracked flow ends it: nothing to remember.
+                        let syn_only = packet == FlowPacket::Syn;
+                        match self.flows.insert(key, hash, id, syn_only, now_ms) {
+                            Insert::RateLimited => self.stats.untracked_rate_limited += 1,
+                            Insert::Full => self.stats.untracked_table_full += 1,
+                            outcome => {
+                                if outcome == Insert::EvictedLru {
+                                    self.stats.evictions += 1;
+                                }
+                                self.count_new_flow(id);
+                            }
                         }
-                        self.count_new_flow(id);
                     }
                     Decision::Backend(id)
                 }
             },
-        };
-        if tcp_flags & TCP_FIN_OR_RST != 0 && matches!(decision, Decision::Backend(_)) {
-            self.flows.close(key, hash, now_ms);
         }
-        decision
     }
 
     /// Decides an SCTP packet of `service`; `sctp` is the SCTP header and chunks.
@@ -274,8 +281,11 @@ mod tests {
             udp_idle_ms: 60_000,
             sctp_idle_ms: 60_000,
             tcp_closing_ms: 1_000,
+            tcp_syn_ms: 1_000,
+            new_flows_per_sec: 1_000_000,
         };
-        let mut balancer = Balancer::new(8192, timeouts);
+        // Room enough that no bucket overflows, wherever the process key places the flows.
+        let mut balancer = Balancer::new(1 << 16, timeouts);
         let gen1 = build(&["b1", "b2", "b3"], 1, None);
         let first: Vec<String> = flows()
             .iter()
@@ -326,8 +336,11 @@ mod tests {
             udp_idle_ms: 60_000,
             sctp_idle_ms: 60_000,
             tcp_closing_ms: 1_000,
+            tcp_syn_ms: 1_000,
+            new_flows_per_sec: 1_000_000,
         };
-        let mut balancer = Balancer::new(8192, timeouts);
+        // Room enough that no bucket overflows, wherever the process key places the flows.
+        let mut balancer = Balancer::new(1 << 16, timeouts);
         let gen1 = build(&["b1", "b2", "b3"], 1, None);
         let all = flows();
         let (tracked, fresh) = all.split_at(1000);

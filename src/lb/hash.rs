@@ -1,10 +1,16 @@
-//! The hashes the balancer agrees on: a backend's Maglev permutation hashes and the per-packet
-//! flow hash.
+//! The hashes the balancer agrees on, a backend's Maglev permutation hashes and the per-packet
+//! flow hash, and the per-process key that places entries in the balancer's own tables.
 //!
-//! Both are xxh3 with fixed seeds, so every xlb process on every machine computes the same values
-//! and several instances behind one ECMP router pick the same backend for a flow.
+//! The shared hashes are xxh3 with fixed seeds, so every xlb process on every machine computes
+//! the same values and several instances behind one ECMP router pick the same backend for a
+//! flow. Anyone can compute them too, so they never choose a table bucket directly: the flow and
+//! NAT tables index by [`IndexKey::index`], a mix of the flow hash with a key drawn once per
+//! process, so an attacker cannot aim a flood of tuples at one bucket.
 
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
@@ -60,6 +66,35 @@ pub fn flow_hash(src: &IpAddr, dst: &IpAddr, src_port: u16, dst_port: u16, proto
     }
 }
 
+/// A secret of this process that turns a public hash into a table index (see the module
+/// documentation). Copied into each table when it is built, so the per-packet path reads no
+/// global.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexKey([u64; 2]);
+
+impl IndexKey {
+    /// This process's key, drawn from the OS on first use: std's `RandomState` seeds its
+    /// SipHash keys from `getrandom(2)`, which saves a dependency for two words.
+    pub fn process() -> IndexKey {
+        static KEY: OnceLock<IndexKey> = OnceLock::new();
+        *KEY.get_or_init(|| {
+            let random = RandomState::new();
+            IndexKey([random.hash_one(0u64), random.hash_one(1u64)])
+        })
+    }
+
+    /// The table index of a public hash: both halves of the hash, each masked by a key word,
+    /// multiplied and the 128-bit product folded (wyhash's mix). Without the key, which tuples
+    /// share a bucket cannot be told; with it, the same hash always gives the same index.
+    #[inline]
+    pub fn index(self, hash: u64) -> u64 {
+        let a = hash ^ self.0[0];
+        let b = hash.rotate_left(32) ^ self.0[1];
+        let product = u128::from(a) * u128::from(b);
+        (product as u64) ^ ((product >> 64) as u64)
+    }
+}
+
 /// An address as a 128-bit number; IPv4 appears only when mixed with IPv6, which real packets
 /// never are.
 #[inline]
@@ -111,6 +146,22 @@ mod tests {
         assert_ne!(base, flow_hash(&a, &b, 1000, 81, 6));
         assert_ne!(base, flow_hash(&a, &b, 1000, 80, 17));
         assert_eq!(base, flow_hash(&a, &b, 1000, 80, 6));
+    }
+
+    #[test]
+    fn the_index_key_is_drawn_once_and_mixes_every_bit() {
+        let key = IndexKey::process();
+        assert_eq!(key, IndexKey::process(), "one key per process");
+        assert_ne!(key.0, [0, 0]);
+        assert_eq!(key.index(42), key.index(42));
+        // Hashes one bit apart land far apart: the low bits pick buckets, the high ones tags.
+        // A fixed key keeps the check deterministic.
+        let key = IndexKey([0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210]);
+        let spread: u32 = (0..64)
+            .map(|bit| (key.index(7) ^ key.index(7 ^ (1 << bit))).count_ones())
+            .min()
+            .unwrap_or(0);
+        assert!(spread > 8, "a one-bit change moved only {spread} bits");
     }
 
     #[test]

@@ -18,7 +18,14 @@
 //! Memory is allocated once in [`NatSessionTable::new`]: a slab of sessions per shard
 //! and two open-addressing indexes (client key -> slot, reply key -> slot) at most
 //! half full. Nothing is allocated per packet. Last-seen times are atomics, so a
-//! lookup under the read lock can keep its session alive.
+//! lookup under the read lock can keep its session alive. Both indexes place sessions by
+//! [`IndexKey::index`], keyed per process, so a client cannot aim its tuples at one probe
+//! chain.
+//!
+//! TCP endings: a client RST ends a session only if its sequence number lies in the window
+//! the backend last announced (RFC 5961 §3); a blind one is dropped and counted. One FIN
+//! leaves the connection half-closed, and the session keeps its full idle time until the
+//! other side's FIN too; a backend RST ends it at once.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +35,7 @@ use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
 
 use crate::config::DataplaneConfig;
+use crate::lb::hash::IndexKey;
 use crate::lb::verdict::DropReason;
 use crate::wire::headers::protocol;
 
@@ -42,13 +50,37 @@ const MIN_SESSIONS_PER_SHARD: usize = 1024;
 /// worker spends when the port space towards a backend is nearly full. The shard's
 /// allocation cursor moves past the tried candidates, so the next attempt looks further.
 const MAX_PORT_PROBES: usize = 256;
-/// Bit of a session's last-seen word set once a TCP FIN or RST was seen.
+/// Bit of a session's last-seen word set once the TCP connection ended: a RST, or a FIN
+/// from each side.
 const CLOSING: u64 = 1 << 63;
 /// Bit of a session's last-seen word set once the backend answered. Below [`CLOSING`],
 /// so closing still wins the `fetch_max`.
 const ANSWERED: u64 = 1 << 62;
+/// Bit of a session's last-seen word set by the client's FIN.
+const CLIENT_FIN: u64 = 1 << 61;
+/// Bit of a session's last-seen word set by the backend's FIN.
+const BACKEND_FIN: u64 = 1 << 60;
 /// The flag bits of a last-seen word; the rest is milliseconds.
-const FLAGS: u64 = CLOSING | ANSWERED;
+const FLAGS: u64 = CLOSING | ANSWERED | CLIENT_FIN | BACKEND_FIN;
+
+/// TCP flags the table reads.
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+/// A session's backend-window word: what the backend last acknowledged (bits 0-31) and the
+/// window field it announced with it (32-47), the shift of its Window Scale option (48-51),
+/// whether that window came on a SYN and so is unscaled (RFC 7323 §2.2), and whether an ACK
+/// was seen at all.
+const WINDOW_SHIFT_AT: u32 = 48;
+const WINDOW_FROM_SYN: u64 = 1 << 52;
+const ACK_SEEN: u64 = 1 << 53;
+/// The scale shift before the backend's SYN-ACK was seen (the session began mid-connection):
+/// unknown, so windows are taken at the largest scale RFC 7323 allows, 14.
+const SHIFT_UNKNOWN: u64 = 15;
+/// The largest Window Scale shift (RFC 7323 §2.3).
+const MAX_WINDOW_SHIFT: u8 = 14;
 
 /// How the NAT table is sized and how long sessions live, from the service table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,6 +158,66 @@ pub struct NatBinding {
     pub snat_port: u16,
 }
 
+/// The fields of a TCP header the session table follows, read once per packet that has them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpSegment {
+    /// The flags byte (CWR ECE URG ACK PSH RST SYN FIN).
+    pub flags: u8,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number (meaningful with ACK).
+    pub ack: u32,
+    /// Window field, unscaled.
+    pub window: u16,
+    /// The Window Scale option's shift, on a SYN that carries one.
+    pub window_shift: Option<u8>,
+}
+
+impl TcpSegment {
+    /// Reads a TCP header (and, on a SYN, its options); `None` when the fixed header is
+    /// cut short.
+    pub fn parse(tcp: &[u8]) -> Option<TcpSegment> {
+        let word = |at: usize| -> Option<u32> {
+            Some(u32::from_be_bytes(tcp.get(at..at + 4)?.try_into().ok()?))
+        };
+        let flags = *tcp.get(13)?;
+        let header_len = usize::from(tcp[12] >> 4) * 4;
+        Some(TcpSegment {
+            flags,
+            seq: word(4)?,
+            ack: word(8)?,
+            window: u16::from_be_bytes(tcp.get(14..16)?.try_into().ok()?),
+            window_shift: if flags & TCP_SYN != 0 {
+                tcp.get(20..header_len).and_then(window_shift)
+            } else {
+                None
+            },
+        })
+    }
+}
+
+/// The Window Scale option's shift among a SYN's options; `None` without one, or when an
+/// option's length is malformed before it.
+fn window_shift(mut options: &[u8]) -> Option<u8> {
+    //# RFC 9293 §3.1: kind 0 ends the list, kind 1 is one byte, others carry a length
+    //# that counts kind and length.
+    while let [kind, rest @ ..] = options {
+        match kind {
+            0 => return None,
+            1 => options = rest,
+            _ => {
+                let len = usize::from(*rest.first()?);
+                //# RFC 7323 §2.2: Kind: 3 Length: 3 bytes, then the shift count.
+                if *kind == 3 && len == 3 {
+                    return rest.get(1).copied();
+                }
+                options = options.get(len.max(2)..)?;
+            }
+        }
+    }
+    None
+}
+
 /// Counters of the NAT table, summed over its shards, for the metrics endpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NatStats {
@@ -170,14 +262,14 @@ impl ReplyKey {
     /// Hash of the reply key; the table computes it itself because replies carry no
     /// flow hash the caller could reuse.
     #[inline]
-    fn hash(&self) -> u64 {
+    fn hash(&self, key: IndexKey) -> u64 {
         let mut bytes = [0u8; 37];
         bytes[..16].copy_from_slice(&ipv6_octets(&self.backend));
         bytes[16..18].copy_from_slice(&self.backend_port.to_be_bytes());
         bytes[18..34].copy_from_slice(&ipv6_octets(&self.snat));
         bytes[34..36].copy_from_slice(&self.snat_port.to_be_bytes());
         bytes[36] = self.proto;
-        xxhash_rust::xxh3::xxh3_64(&bytes)
+        key.index(xxhash_rust::xxh3::xxh3_64(&bytes))
     }
 }
 
@@ -208,40 +300,106 @@ struct Session {
     client_hash: u64,
     reply_hash: u64,
     /// Milliseconds of the last packet, or of the last FIN/RST with [`CLOSING`] set;
-    /// [`ANSWERED`] once a reply came back. Only ever raised (`fetch_max`), so workers
-    /// with slightly different clocks cannot move it back, a closing session is not
-    /// revived by late packets, and neither flag is ever lost to a refresh.
+    /// [`ANSWERED`] once a reply came back, a FIN bit per side. Only ever raised
+    /// (`fetch_max`, or flags added by `fetch_update`), so workers with slightly different
+    /// clocks cannot move it back, a closing session is not revived by late packets, and
+    /// no flag is ever lost to a refresh.
     last_seen: AtomicU64,
+    /// The backend's last ACK and window, for checking client RSTs (see [`ACK_SEEN`]).
+    backend_window: AtomicU64,
 }
 
 impl Session {
+    /// Moves the time to `now_ms` and adds `added` (ANSWERED or nothing), if that raises
+    /// the word. Read first: most packets of a flow land in the same millisecond, and a
+    /// plain load keeps the cache line shared between workers. The loaded flags but
+    /// CLOSING are carried over, so a closing word, larger than anything written here,
+    /// stays; flags are only ever added, so a concurrent writer's make the stored word
+    /// larger and they win.
+    #[inline]
+    fn raise(&self, added: u64, now_ms: u64) {
+        let word = self.last_seen.load(Ordering::Relaxed);
+        let new = word & (FLAGS & !CLOSING) | added | now_ms & !FLAGS;
+        if new > word {
+            self.last_seen.fetch_max(new, Ordering::Relaxed);
+        }
+    }
+
     #[inline]
     fn refresh(&self, now_ms: u64) {
-        // Read first: most packets of a flow land in the same millisecond, and a
-        // plain load keeps the cache line shared between workers. ANSWERED is carried
-        // over; a closing word is larger than anything written here, so it stays.
-        let word = self.last_seen.load(Ordering::Relaxed);
-        if word & !FLAGS < now_ms {
-            self.last_seen
-                .fetch_max(word & ANSWERED | now_ms, Ordering::Relaxed);
-        }
+        self.raise(0, now_ms);
     }
 
     /// A reply from the backend: refreshes the session and marks it answered (not a
     /// closing one, which nothing revives).
     #[inline]
     fn answer(&self, now_ms: u64) {
-        let word = self.last_seen.load(Ordering::Relaxed);
-        if word < ANSWERED | now_ms {
-            self.last_seen
-                .fetch_max(ANSWERED | now_ms, Ordering::Relaxed);
+        self.raise(ANSWERED, now_ms);
+    }
+
+    /// Adds `flags` to the word and restarts its time at `now_ms` (never moving it back);
+    /// once both FINs are in, the session is closing.
+    fn mark(&self, flags: u64, now_ms: u64) {
+        let _ = self
+            .last_seen
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |word| {
+                let mut marked = word & FLAGS | flags;
+                if marked & (CLIENT_FIN | BACKEND_FIN) == CLIENT_FIN | BACKEND_FIN {
+                    marked |= CLOSING;
+                }
+                Some(marked | (word & !FLAGS).max(now_ms & !FLAGS))
+            });
+    }
+
+    /// Follows a backend segment's ACK and window (and, on its SYN-ACK, its window scale),
+    /// so that client RSTs can be checked against them.
+    #[inline]
+    fn follow_backend(&self, segment: &TcpSegment) {
+        if segment.flags & TCP_ACK == 0 {
+            return;
+        }
+        let word = self.backend_window.load(Ordering::Relaxed);
+        let (shift, from_syn) = if segment.flags & TCP_SYN != 0 {
+            let shift = segment.window_shift.map_or(0, |s| s.min(MAX_WINDOW_SHIFT));
+            (u64::from(shift), WINDOW_FROM_SYN)
+        } else {
+            ((word >> WINDOW_SHIFT_AT) & 0xf, 0)
+        };
+        let new = ACK_SEEN
+            | from_syn
+            | shift << WINDOW_SHIFT_AT
+            | u64::from(segment.window) << 32
+            | u64::from(segment.ack);
+        if new != word {
+            // One try: a concurrent writer has just stored a word as fresh as this one.
+            let _ = self.backend_window.compare_exchange(
+                word,
+                new,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
     }
 
-    #[inline]
-    fn close(&self, now_ms: u64) {
-        self.last_seen
-            .fetch_max(CLOSING | (now_ms & !FLAGS), Ordering::Relaxed);
+    /// Whether a client RST at `seq` lies in the backend's receive window:
+    /// `RCV.NXT <= SEG.SEQ < RCV.NXT + RCV.WND` (RFC 5961 §3.2, RFC 9293 §3.10.7.4), with
+    /// RCV.NXT the backend's last ACK. Before any ACK there is no window to check against,
+    /// and no established connection to protect: the RST is taken.
+    fn rst_in_window(&self, seq: u32) -> bool {
+        let word = self.backend_window.load(Ordering::Relaxed);
+        if word & ACK_SEEN == 0 {
+            return true;
+        }
+        let next = word as u32;
+        let field = u64::from((word >> 32) as u16);
+        let window = if word & WINDOW_FROM_SYN != 0 {
+            field
+        } else {
+            let shift = ((word >> WINDOW_SHIFT_AT) & 0xf).min(u64::from(MAX_WINDOW_SHIFT));
+            field << shift
+        };
+        // A zero window still accepts RCV.NXT itself (RFC 9293 §3.10.7.4).
+        u64::from(seq.wrapping_sub(next)) < window.max(1)
     }
 
     #[inline]
@@ -256,6 +414,8 @@ impl Session {
         } else {
             timeouts.udp_idle
         };
+        // A half-closed connection (one FIN) keeps its idle time: the other side may
+        // still send for long.
         let timeout = if word & CLOSING != 0 {
             timeouts.tcp_closing
         } else if word & ANSWERED == 0 {
@@ -530,6 +690,7 @@ impl Shard {
     fn allocate_port(
         &mut self,
         plan: &PortPlan,
+        key: IndexKey,
         backend: IpAddr,
         backend_port: u16,
         proto: u8,
@@ -560,7 +721,7 @@ impl Shard {
                 snat_port,
                 proto,
             };
-            let hash = reply.hash();
+            let hash = reply.hash(key);
             if self.find_reply(&reply, hash).is_none() {
                 return Some((snat, snat_port, hash));
             }
@@ -610,6 +771,7 @@ impl Shard {
         key: &NatKey,
         client_hash: u64,
         plan: &PortPlan,
+        index_key: IndexKey,
         backend: IpAddr,
         backend_port: u16,
         reply_path: ReplyPath,
@@ -620,7 +782,7 @@ impl Shard {
             return Err(DropReason::NatPortsExhausted);
         }
         let Some((snat, snat_port, reply_hash)) =
-            self.allocate_port(plan, backend, backend_port, key.proto)
+            self.allocate_port(plan, index_key, backend, backend_port, key.proto)
         else {
             self.counters.ports_exhausted += 1;
             return Err(DropReason::NatPortsExhausted);
@@ -638,6 +800,7 @@ impl Shard {
             client_hash,
             reply_hash,
             last_seen: AtomicU64::new(now_ms & !FLAGS),
+            backend_window: AtomicU64::new(SHIFT_UNKNOWN << WINDOW_SHIFT_AT),
         };
         if self.insert(session).is_none() {
             self.counters.table_full += 1;
@@ -681,6 +844,8 @@ pub struct NatSessionTable {
     shards: Box<[CachePadded<RwLock<Shard>>]>,
     plan: PortPlan,
     timeouts: Timeouts,
+    /// Turns callers' flow hashes and reply hashes into index positions.
+    key: IndexKey,
 }
 
 impl NatSessionTable {
@@ -723,14 +888,15 @@ impl NatSessionTable {
                 tcp_closing: config.tcp_closing_ms,
                 unanswered_idle: config.unanswered_idle_ms,
             },
+            key: IndexKey::process(),
         }
     }
 
-    /// The shard of a client key, from the caller's flow hash (upper half, so the
-    /// lower half stays free for the index buckets).
+    /// The shard of a client key, from its index hash (upper half, so the lower half
+    /// stays free for the index buckets).
     #[inline]
-    fn shard_of_client(&self, hash: u64) -> usize {
-        (((hash >> 32) * self.shards.len() as u64) >> 32) as usize
+    fn shard_of_client(&self, index: u64) -> usize {
+        (((index >> 32) * self.shards.len() as u64) >> 32) as usize
     }
 
     /// Client -> VIP packet: the existing session's binding, or a new one towards
@@ -748,6 +914,7 @@ impl NatSessionTable {
         hash: u64,
         now_ms: u64,
     ) -> Result<NatBinding, DropReason> {
+        let hash = self.key.index(hash);
         let shard = &self.shards[self.shard_of_client(hash)];
         {
             let shard = shard.read();
@@ -782,6 +949,7 @@ impl NatSessionTable {
             key,
             hash,
             &self.plan,
+            self.key,
             backend,
             backend_port,
             reply_path,
@@ -797,7 +965,10 @@ impl NatSessionTable {
 
     /// Backend -> SNAT packet: the client key to restore and the path back to the
     /// client, or None (caller drops as NatNoSession). Keeps the session alive and
-    /// marks it answered.
+    /// marks it answered. A TCP `segment` is followed: its ACK and window bound the
+    /// client's RSTs, its FIN half-closes the connection (or closes a half-closed one),
+    /// its RST closes it.
+    #[allow(clippy::too_many_arguments)]
     pub fn inbound(
         &self,
         backend: IpAddr,
@@ -805,6 +976,7 @@ impl NatSessionTable {
         snat: IpAddr,
         snat_port: u16,
         proto: u8,
+        segment: Option<&TcpSegment>,
         now_ms: u64,
     ) -> Option<(NatKey, ReplyPath)> {
         let shard_index = self.plan.shard_of_port(snat_port)?;
@@ -815,25 +987,54 @@ impl NatSessionTable {
             snat_port,
             proto,
         };
-        let hash = reply.hash();
+        let hash = reply.hash(self.key);
         let shard = self.shards.get(shard_index)?.read();
         let session = shard
             .find_reply(&reply, hash)
             .and_then(|slot| shard.session(slot))?;
         session.answer(now_ms);
+        if let Some(segment) = segment.filter(|_| proto == protocol::TCP) {
+            session.follow_backend(segment);
+            if segment.flags & TCP_RST != 0 {
+                session.mark(CLOSING, now_ms);
+            } else if segment.flags & TCP_FIN != 0 {
+                session.mark(BACKEND_FIN, now_ms);
+            }
+        }
         Some((session.key, session.reply_path))
     }
 
-    /// TCP FIN/RST seen in either direction: shorten the session's life to
-    /// `tcp_closing_ms` from now. Later packets no longer extend it.
-    pub fn close(&self, key: &NatKey, hash: u64, now_ms: u64) {
+    /// A client's TCP FIN or RST, met by its session before the packet goes further
+    /// (`hash` as for [`NatSessionTable::outbound`]). A RST in the backend's window closes
+    /// the session: it lives
+    /// `tcp_closing_ms` more and later packets no longer extend it. A RST out of the
+    /// window is `Err(NatRstOutOfWindow)`, for the caller to drop: a blind reset must
+    /// not end a live connection's session. A FIN half-closes the connection, or closes
+    /// it if the backend's FIN came first. Anything else, or no session, changes nothing.
+    pub fn client_segment(
+        &self,
+        key: &NatKey,
+        hash: u64,
+        segment: &TcpSegment,
+        now_ms: u64,
+    ) -> Result<(), DropReason> {
+        let hash = self.key.index(hash);
         let shard = self.shards[self.shard_of_client(hash)].read();
-        if let Some(session) = shard
+        let Some(session) = shard
             .find_client(key, hash)
             .and_then(|slot| shard.session(slot))
-        {
-            session.close(now_ms);
+        else {
+            return Ok(());
+        };
+        if segment.flags & TCP_RST != 0 {
+            if !session.rst_in_window(segment.seq) {
+                return Err(DropReason::NatRstOutOfWindow);
+            }
+            session.mark(CLOSING, now_ms);
+        } else if segment.flags & TCP_FIN != 0 {
+            session.mark(CLIENT_FIN, now_ms);
         }
+        Ok(())
     }
 
     /// Whether `addr` is one of xlb's SNAT addresses, i.e. a packet to it is a reply
@@ -925,7 +1126,7 @@ mod tests {
                         Some(slot)
                     );
                     let reply = ReplyKey::of(&session.key, &session.binding);
-                    assert_eq!(reply.hash(), session.reply_hash);
+                    assert_eq!(reply.hash(self.key), session.reply_hash);
                     assert_eq!(shard.find_reply(&reply, session.reply_hash), Some(slot));
                     assert_eq!(
                         self.plan.shard_of_port(session.binding.snat_port),
@@ -1025,9 +1226,51 @@ mod tests {
         );
         assert_eq!(
             table
-                .inbound(backend(1), 80, backend(1), 1500, 6, 0)
+                .inbound(backend(1), 80, backend(1), 1500, 6, None, 0)
                 .map(|(key, _)| key),
             None
+        );
+    }
+
+    #[test]
+    fn tcp_segment_parse_reads_fields_and_the_window_scale_of_a_syn() {
+        // SYN-ACK, seq 0x01020304, ack 0x0a0b0c0d, window 0xfaf0, options MSS 1460,
+        // SACK permitted, NOP, window scale 7 (data offset 8 words).
+        let mut syn_ack = [0u8; 32];
+        syn_ack[4..8].copy_from_slice(&0x0102_0304u32.to_be_bytes());
+        syn_ack[8..12].copy_from_slice(&0x0a0b_0c0du32.to_be_bytes());
+        syn_ack[12] = 8 << 4;
+        syn_ack[13] = TCP_SYN | TCP_ACK;
+        syn_ack[14..16].copy_from_slice(&0xfaf0u16.to_be_bytes());
+        syn_ack[20..32].copy_from_slice(&[2, 4, 0x05, 0xb4, 4, 2, 1, 3, 3, 7, 0, 0]);
+        assert_eq!(
+            TcpSegment::parse(&syn_ack),
+            Some(TcpSegment {
+                flags: TCP_SYN | TCP_ACK,
+                seq: 0x0102_0304,
+                ack: 0x0a0b_0c0d,
+                window: 0xfaf0,
+                window_shift: Some(7),
+            })
+        );
+        // Options count only on a SYN; a cut header is no segment; a malformed option
+        // list reads no shift.
+        let mut ack = syn_ack;
+        ack[13] = TCP_ACK;
+        assert_eq!(TcpSegment::parse(&ack).map(|s| s.window_shift), Some(None));
+        assert_eq!(TcpSegment::parse(&syn_ack[..15]), None);
+        let mut too_long = syn_ack;
+        too_long[20..24].copy_from_slice(&[8, 40, 3, 3]);
+        assert_eq!(
+            TcpSegment::parse(&too_long).map(|s| s.window_shift),
+            Some(None)
+        );
+        let mut cut = syn_ack;
+        cut[12] = 15 << 4;
+        assert_eq!(
+            TcpSegment::parse(&cut).map(|s| s.window_shift),
+            Some(None),
+            "options past the segment are not read"
         );
     }
 
@@ -1106,20 +1349,21 @@ mod tests {
                     Op::Inbound { client, proto } => {
                         let k = key(client, proto);
                         if let Some(b) = bindings.get(&k) {
-                            let found = table.inbound(b.backend, b.backend_port, b.snat, b.snat_port, proto, now).map(|(key, _)| key);
+                            let found = table.inbound(b.backend, b.backend_port, b.snat, b.snat_port, proto, None, now).map(|(key, _)| key);
                             // Only `expire` removes sessions, and it prunes the model.
                             prop_assert_eq!(found, Some(k));
                         }
                     }
                     Op::Close { client, proto } => {
                         let k = key(client, proto);
-                        table.close(&k, hash_of(&k), now);
+                        let rst = TcpSegment { flags: TCP_RST, ..TcpSegment::default() };
+                        prop_assert_eq!(table.client_segment(&k, hash_of(&k), &rst, now), Ok(()));
                     }
                     Op::Tick(ms) => now += ms,
                     Op::Expire => {
                         table.expire(now);
                         bindings.retain(|k, b| {
-                            table.inbound(b.backend, b.backend_port, b.snat, b.snat_port, k.proto, now).map(|(key, _)| key)
+                            table.inbound(b.backend, b.backend_port, b.snat, b.snat_port, k.proto, None, now).map(|(key, _)| key)
                                 == Some(*k)
                         });
                     }

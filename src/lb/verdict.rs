@@ -52,6 +52,9 @@ pub enum DropReason {
     NatPortsExhausted,
     /// A packet to an SNAT address that matches no NAT session.
     NatNoSession,
+    /// A client's TCP RST whose sequence number lies outside the window the backend
+    /// announced: a blind reset, which must not end the NAT session (RFC 5961 §3).
+    NatRstOutOfWindow,
     /// An ICMP error that refers to no flow xlb balances.
     IcmpUnmatched,
     /// ARP, NDP or ICMP that xlb does not answer.
@@ -62,7 +65,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 21] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::Malformed,
         DropReason::UnsupportedProtocol,
         DropReason::IpFragment,
@@ -81,6 +84,7 @@ impl DropReason {
         DropReason::SctpInitLimit,
         DropReason::NatPortsExhausted,
         DropReason::NatNoSession,
+        DropReason::NatRstOutOfWindow,
         DropReason::IcmpUnmatched,
         DropReason::ControlIgnored,
         DropReason::Baseline,
@@ -110,6 +114,7 @@ impl DropReason {
             DropReason::SctpInitLimit => "sctp_init_limit",
             DropReason::NatPortsExhausted => "nat_ports_exhausted",
             DropReason::NatNoSession => "nat_no_session",
+            DropReason::NatRstOutOfWindow => "nat_rst_out_of_window",
             DropReason::IcmpUnmatched => "icmp_unmatched",
             DropReason::ControlIgnored => "control_ignored",
             DropReason::Baseline => "baseline",

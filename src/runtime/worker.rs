@@ -66,6 +66,11 @@ pub struct WorkerStats {
     pub reselected: AtomicU64,
     /// Live flows evicted from a full bucket.
     pub evictions: AtomicU64,
+    /// New flows forwarded by Maglev untracked: the new-flow rate guard was out of tokens.
+    pub untracked_rate_limited: AtomicU64,
+    /// New SYN-only flows forwarded by Maglev untracked: their bucket held only
+    /// established flows.
+    pub untracked_table_full: AtomicU64,
     /// Flows tracked now.
     pub flows: AtomicU64,
     /// Packets forwarded per backend id.
@@ -109,6 +114,8 @@ impl Default for WorkerStats {
             new_flows: AtomicU64::default(),
             reselected: AtomicU64::default(),
             evictions: AtomicU64::default(),
+            untracked_rate_limited: AtomicU64::default(),
+            untracked_table_full: AtomicU64::default(),
             flows: AtomicU64::default(),
             backend_packets: zeros(),
             backend_bytes: zeros(),
@@ -155,6 +162,8 @@ impl WorkerStats {
         set(&self.new_flows, b.new_flows);
         set(&self.reselected, b.reselected);
         set(&self.evictions, b.evictions);
+        set(&self.untracked_rate_limited, b.untracked_rate_limited);
+        set(&self.untracked_table_full, b.untracked_table_full);
         set(&self.flows, state.balancer.tracked_flows() as u64);
     }
 }

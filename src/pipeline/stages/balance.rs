@@ -6,7 +6,7 @@ use arrayvec::ArrayVec;
 use crate::config::Forwarding;
 use crate::lb::balancer::Decision;
 use crate::lb::flow::FlowKey;
-use crate::lb::nat::{NatKey, ReplyPath};
+use crate::lb::nat::{NatKey, ReplyPath, TcpSegment};
 use crate::lb::verdict::{DropReason, Verdict};
 use crate::pipeline::batch::MAX_BATCH;
 use crate::pipeline::stage::{Batch, Context, PacketMeta, Stage, Target};
@@ -70,7 +70,7 @@ impl Stage for Balance {
             let meta = &mut batch.meta[i];
             let outcome = match meta.service {
                 Some(_) => balance(meta, batch.packets[i].data(), ctx, worker),
-                None => nat_reply(&meta.headers, ctx),
+                None => nat_reply(&meta.headers, batch.packets[i].data(), ctx),
             };
             match outcome {
                 Ok(target) => meta.target = target,
@@ -87,6 +87,18 @@ fn source_mac(frame: &[u8]) -> [u8; 6] {
         .unwrap_or_default()
 }
 
+/// TCP FIN and RST: the segments that may end a NAT session.
+const TCP_FIN_OR_RST: u8 = 0x01 | 0x04;
+
+/// The TCP header fields of a NAT packet, read only for TCP (`None` otherwise).
+fn tcp_segment(h: &Headers, frame: &[u8]) -> Option<TcpSegment> {
+    if h.l4_proto != protocol::TCP {
+        return None;
+    }
+    let start = h.l4_offset as usize;
+    TcpSegment::parse(frame.get(start..start + h.l4_len as usize)?)
+}
+
 /// Client -> VIP: backend by flow table / association table / Maglev.
 fn balance(
     meta: &PacketMeta,
@@ -98,6 +110,23 @@ fn balance(
     let Some(service) = meta.service else {
         return Err(DropReason::NoService);
     };
+    let nat = ctx.snapshot.service(service).forwarding == Forwarding::Nat;
+    let nat_key = NatKey {
+        client: h.src,
+        client_port: h.src_port,
+        vip: h.dst,
+        vip_port: h.dst_port,
+        proto: h.l4_proto,
+    };
+    // A client's FIN or RST meets its NAT session before anything else, so an
+    // out-of-window RST is dropped having changed no state, the flow table's included.
+    if nat && h.tcp_flags & TCP_FIN_OR_RST != 0 {
+        if let Some(segment) = tcp_segment(h, frame) {
+            ctx.shared
+                .nat
+                .client_segment(&nat_key, meta.hash, &segment, ctx.now_ms)?;
+        }
+    }
     let decision = if h.l4_proto == protocol::SCTP {
         let start = h.l4_offset as usize;
         let sctp = frame
@@ -135,7 +164,7 @@ fn balance(
         Decision::Backend(id) => id,
         Decision::Drop(reason) => return Err(reason),
     };
-    if ctx.snapshot.service(service).forwarding != Forwarding::Nat {
+    if !nat {
         return Ok(Target::Backend { service, backend });
     }
     let address = ctx
@@ -143,13 +172,6 @@ fn balance(
         .backend(backend)
         .ok_or(DropReason::NoBackend)?
         .address;
-    let key = NatKey {
-        client: h.src,
-        client_port: h.src_port,
-        vip: h.dst,
-        vip_port: h.dst_port,
-        proto: h.l4_proto,
-    };
     let reply = ReplyPath {
         port: ctx.ingress,
         // Only NAT sessions need the client's MAC: read it here, not per packet.
@@ -158,10 +180,7 @@ fn balance(
     let binding = ctx
         .shared
         .nat
-        .outbound(&key, address, h.dst_port, reply, meta.hash, ctx.now_ms)?;
-    if h.tcp_flags & (0x01 | 0x04) != 0 {
-        ctx.shared.nat.close(&key, meta.hash, ctx.now_ms);
-    }
+        .outbound(&nat_key, address, h.dst_port, reply, meta.hash, ctx.now_ms)?;
     Ok(Target::NatOut {
         backend,
         snat: binding.snat,
@@ -169,12 +188,22 @@ fn balance(
     })
 }
 
-/// Backend -> SNAT address: the session's client side, or a counted drop.
-fn nat_reply(h: &Headers, ctx: &Context<'_>) -> Result<Target, DropReason> {
+/// Backend -> SNAT address: the session's client side, or a counted drop. A TCP
+/// segment's ACK, window and FIN/RST are followed by the session.
+fn nat_reply(h: &Headers, frame: &[u8], ctx: &Context<'_>) -> Result<Target, DropReason> {
+    let segment = tcp_segment(h, frame);
     let (key, reply) = ctx
         .shared
         .nat
-        .inbound(h.src, h.src_port, h.dst, h.dst_port, h.l4_proto, ctx.now_ms)
+        .inbound(
+            h.src,
+            h.src_port,
+            h.dst,
+            h.dst_port,
+            h.l4_proto,
+            segment.as_ref(),
+            ctx.now_ms,
+        )
         .ok_or(DropReason::NatNoSession)?;
     Ok(Target::NatBack {
         vip: key.vip,
