@@ -290,6 +290,12 @@ fn a_node_back_from_a_partition_or_a_restart_catches_up_before_it_serves() {
         (1..=50u8).all(|client| b.routes(client).is_some()),
         "B served before catching up"
     );
+    let silence = sync_b.stats().peer_silence();
+    assert_eq!(silence.len(), 1);
+    assert!(
+        silence[0].1 < Duration::from_secs(2),
+        "A was heard from just now: {silence:?}"
+    );
     drop(sync_a);
     drop(sync_b);
 }

@@ -640,6 +640,19 @@ impl SourcesCollector {
             "xlb_sctp_sync_caught_up",
             "1 once this node holds its peers' associations (or stopped waiting for them).",
             read(&sync.caught_up),
+        )?;
+        let silence: Vec<(String, u64)> = sync
+            .peer_silence()
+            .into_iter()
+            .map(|(peer, silent)| (peer.to_string(), silent.as_secs()))
+            .collect();
+        gauges(
+            encoder,
+            "xlb_sctp_sync_peer_silence_seconds",
+            "Seconds since the last authentic datagram from each peer; a live peer speaks at least every full_resync.",
+            silence
+                .iter()
+                .map(|(peer, silent)| (vec![("peer", Escaped(peer))], *silent)),
         )
     }
 

@@ -74,8 +74,14 @@ pub enum SyncError {
 }
 
 /// Counters of the sync, for metrics and the log.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SyncStats {
+    /// When the sync started: the origin of the peers' last-heard times.
+    started: Instant,
+    /// Each peer, and when an authentic datagram last came from it (ms after `started`,
+    /// plus one; 0: never). Every peer sends at least once per `full_resync` (a walk
+    /// ends with a marker even over an empty table), so silence longer than that is lag.
+    peers: Vec<(SocketAddr, AtomicU64)>,
     /// Datagrams sent.
     pub datagrams_sent: AtomicU64,
     /// Datagrams that could not be sent (the peer's host unreachable, buffers full).
@@ -109,6 +115,51 @@ pub struct SyncStats {
 }
 
 impl SyncStats {
+    fn new(peers: &[SocketAddr]) -> SyncStats {
+        let zero = AtomicU64::default;
+        SyncStats {
+            started: Instant::now(),
+            peers: peers.iter().map(|p| (*p, AtomicU64::new(0))).collect(),
+            datagrams_sent: zero(),
+            send_errors: zero(),
+            records_sent: zero(),
+            datagrams_received: zero(),
+            adopted_created: zero(),
+            adopted_refreshed: zero(),
+            conflicts: zero(),
+            table_full: zero(),
+            unknown: zero(),
+            rejected_authentication: zero(),
+            rejected_foreign: zero(),
+            rejected_malformed: zero(),
+            rejected_replay: zero(),
+            walks: zero(),
+            caught_up: zero(),
+        }
+    }
+
+    /// Each peer and how long it has been silent (since the sync started, if it never
+    /// spoke), for the metrics endpoint.
+    pub fn peer_silence(&self) -> Vec<(SocketAddr, Duration)> {
+        let now = self.started.elapsed();
+        self.peers
+            .iter()
+            .map(|(peer, heard)| {
+                let heard = Duration::from_millis(heard.load(Ordering::Relaxed).saturating_sub(1));
+                (*peer, now.saturating_sub(heard))
+            })
+            .collect()
+    }
+
+    fn heard(&self, from: SocketAddr) {
+        if let Some((_, heard)) = self.peers.iter().find(|(peer, _)| *peer == from) {
+            heard.store(
+                self.started.elapsed().as_millis() as u64 + 1,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
     /// Every counter with its metric name suffix and help, for the metrics endpoint.
     pub fn counters(&self) -> [(&'static str, &'static str, u64); 14] {
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -224,7 +275,7 @@ impl ClusterSync {
                 listen: config.listen,
                 source,
             })?;
-        let stats = Arc::new(SyncStats::default());
+        let stats = Arc::new(SyncStats::new(&config.peers));
         let stop = Arc::new(AtomicBool::new(false));
         let boot = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -514,6 +565,7 @@ impl SyncNode {
         self.stats
             .datagrams_received
             .fetch_add(1, Ordering::Relaxed);
+        self.stats.heard(from);
         match header.kind {
             Kind::Records => self.adopt(&records),
             Kind::ResyncRequest => {
@@ -609,6 +661,8 @@ impl SyncNode {
         let next = self.shared.sctp.export_slice(from, WALK_SLICE, &mut slice);
         self.send_replicas(&slice, peers);
         self.walk = if next == 0 {
+            // The walk's end says so, which also tells the peers this node is alive.
+            self.send(Kind::ResyncDone, &[], peers);
             self.stats.walks.fetch_add(1, Ordering::Relaxed);
             Walk::Idle {
                 next: Instant::now() + self.full_resync,
