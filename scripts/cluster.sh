@@ -30,7 +30,9 @@ cmd=${1:?usage: cluster.sh up|down PREFIX}
 p=${2:?usage: cluster.sh up|down PREFIX}
 run=${TMPDIR:-/tmp}/xlb-cluster-$p
 
-VIPS4=(198.18.100.10)
+# The backends hold every VIP; a node announces those of its services. The second IPv4
+# VIP is the multihomed SCTP service's other address (tests/cluster_sctp_e2e.rs).
+VIPS4=(198.18.100.10 198.18.101.10)
 VIPS6=(2001:db8:100::10)
 NAMESPACES=(cl rt sw n1 n2 n3 b1 b2 b3)
 

@@ -196,11 +196,17 @@ impl Cluster {
 
     /// Starts `xlb run` on node `n` (1..=3) and waits until it runs.
     pub fn start_node(&mut self, n: usize) {
+        self.start_node_with(n, &self.config_path());
+    }
+
+    /// Starts `xlb run` on node `n` with a service table of its own (one that differs
+    /// between nodes, as SCTP sync's `listen` and `peers` do).
+    pub fn start_node_with(&mut self, n: usize, config: &std::path::Path) {
         let log = std::fs::File::create(self.log_path(n)).expect("log file");
         let child = self
             .ns_command(&format!("n{n}"), env!("CARGO_BIN_EXE_xlb"))
             .args(["run", "-c"])
-            .arg(self.config_path())
+            .arg(config)
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

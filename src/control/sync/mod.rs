@@ -31,12 +31,13 @@ use crate::pipeline::stage::SharedTables;
 use crate::runtime::capabilities;
 use message::{Kind, MessageError, Record, SyncKey};
 
-/// How often the sync thread sends what changed and the next slice of a walk.
-const TICK: Duration = Duration::from_millis(50);
+/// How often the sync thread sends what changed and the next slice of a walk: the window
+/// in which a new association's other paths may reach a peer before its record does.
+const TICK: Duration = Duration::from_millis(10);
 /// Records exported per tick: a burst of new associations is spread over ticks.
-const CHANGES_PER_TICK: usize = 8192;
-/// Records of a whole-table walk per tick and per destination.
-const WALK_SLICE: usize = 2048;
+const CHANGES_PER_TICK: usize = 4096;
+/// Records of a whole-table walk per tick and per destination (100k a second).
+const WALK_SLICE: usize = 1024;
 /// How often a starting node repeats its resync request to peers that have not answered.
 const RESYNC_REQUEST_EVERY: Duration = Duration::from_millis(500);
 /// The smallest secret accepted: 128 bits.
