@@ -165,9 +165,11 @@ fn a_multihomed_association_survives_the_death_and_return_of_its_init_node() {
 
     // usrsctp confirms the second VIP with a HEARTBEAT within ~2 s of COMM_UP.
     std::thread::sleep(Duration::from_secs(4));
-    // A path's first packets may beat the replication to its node by up to one sync
-    // tick (10 ms): dropped, counted, and retransmitted by the client. From here on the
-    // association is on every node, and no node may meet a packet of it unknown.
+    // The association's first packets on its other path (usrsctp's HEARTBEAT and
+    // HEARTBEAT-ACKs, within a millisecond of the COOKIE-ECHO) may beat the replication
+    // to that path's node: dropped, counted, and repeated by SCTP's path verification.
+    // From here on the association is on every node, and no node may meet a packet of
+    // it unknown.
     let unknown = |cluster: &Cluster, n: usize| {
         metric(
             &cluster.scrape(n),
