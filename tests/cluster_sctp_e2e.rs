@@ -1,7 +1,9 @@
 //! SCTP across the cluster lab's nodes (docs/deployment.md, docs/architecture.md §5): a
 //! multihomed association from a real usrsctp client, through the ECMP router and three
 //! xlb nodes that replicate their association tables (`dataplane.sctp.sync`), to a real
-//! usrsctp server. Every node holds the association once its handshake crossed one of
+//! usrsctp server, with its two paths (one per VIP) hashed to two different nodes (seen
+//! in the router's frames; associations are started until ECMP does so). Every node
+//! holds the association once its handshake crossed one of
 //! them; the node that saw the INIT is killed with SIGKILL while the transfer runs, the
 //! client moves to the association's second VIP, the killed node comes back (catching up
 //! from its peers before it announces), and every message still arrives, once, at the
@@ -14,6 +16,7 @@ mod support;
 mod usrsctp;
 
 use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::cluster::Cluster;
@@ -28,6 +31,9 @@ const SYNC_PORT: u16 = 7600;
 const TRANSFER_SECONDS: u32 = 24;
 const FINISH_GRACE: Duration = Duration::from_secs(25);
 const MESSAGE_LENGTH: u32 = 1000;
+/// Associations tried until one has its paths on two nodes (each does with about 2/3
+/// odds).
+const ATTEMPTS: u32 = 8;
 
 /// Node `n`'s service table: the cluster's, an SCTP service on both VIPs, and SCTP sync
 /// with the two other nodes.
@@ -80,6 +86,81 @@ fn evidence(cluster: &Cluster, peers: &[&Peer]) -> String {
     out
 }
 
+/// Starts a tsctp client to VIP and waits for its association: the client, its port,
+/// the backend (index) that accepted it, and the node each of its two paths crossed (the
+/// INIT's path to VIP; the HEARTBEATs' to VIP2, if any was seen) from the router's
+/// frames of the association's first seconds.
+fn associate(
+    cluster: &Cluster,
+    servers: &[Peer],
+    macs: &[String],
+    attempt: u32,
+) -> (Peer, u16, usize, [Option<usize>; 2]) {
+    let capture = cluster
+        .ns_command("rt", "timeout")
+        .args([
+            "4", "tcpdump", "-i", "eth0", "-Q", "out", "-e", "-n", "-l", "sctp",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tcpdump");
+    std::thread::sleep(Duration::from_millis(500));
+    let seen: Vec<usize> = servers
+        .iter()
+        .map(|s| usrsctp::tsctp_accepted(&s.output()).len())
+        .collect();
+    let client = usrsctp::tsctp_client(
+        cluster,
+        &format!("client-{attempt}"),
+        VIP,
+        TRANSFER_SECONDS,
+        MESSAGE_LENGTH,
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (backend, from) = loop {
+        let new = servers.iter().enumerate().find_map(|(i, s)| {
+            let accepted = usrsctp::tsctp_accepted(&s.output());
+            accepted.get(seen[i]).map(|from| (i, from.clone()))
+        });
+        if let Some(found) = new {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no backend accepted the association\n{}",
+            evidence(cluster, &[&client])
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let port: u16 = from
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .expect("ADDR:PORT");
+    let frames = capture.wait_with_output().expect("tcpdump");
+    let mut nodes = [None, None];
+    // "SRC > DSTMAC, ethertype IPv4 (0x0800), length N: 198.18.0.1x.PORT > VIP.5001: sctp"
+    for line in String::from_utf8_lossy(&frames.stdout).lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(node) = words
+            .get(3)
+            .and_then(|mac| macs.iter().position(|m| mac.trim_end_matches(',') == m))
+        else {
+            continue;
+        };
+        let to = |vip: &str| format!("{vip}.{TSCTP_PORT}:");
+        if !words.iter().any(|w| w.ends_with(&format!(".{port}"))) {
+            continue;
+        }
+        for (slot, vip) in [VIP, VIP2].iter().enumerate() {
+            if words.contains(&to(vip).as_str()) && nodes[slot].is_none() {
+                nodes[slot] = Some(node + 1);
+            }
+        }
+    }
+    (client, port, backend, nodes)
+}
+
 #[test]
 fn a_multihomed_association_survives_the_death_and_return_of_its_init_node() {
     let key = std::env::temp_dir().join(format!("xlb-cluster-sync-{}.key", std::process::id()));
@@ -119,48 +200,58 @@ fn a_multihomed_association_survives_the_death_and_return_of_its_init_node() {
         ],
     );
 
-    let mut client =
-        usrsctp::tsctp_client(&cluster, "client", VIP, TRANSFER_SECONDS, MESSAGE_LENGTH);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let backend = loop {
-        if let Some(i) = servers
-            .iter()
-            .position(|s| !usrsctp::tsctp_accepted(&s.output()).is_empty())
-        {
-            break i;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no backend accepted the association\n{}",
-            evidence(&cluster, &[&client])
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // ECMP hashes each path on its own: start associations (each from a new random
+    // port) until one has its two paths on different nodes.
+    let macs: Vec<String> = (1..=3)
+        .map(|n| {
+            cluster
+                .ns_output(&format!("n{n}"), "cat", &["/sys/class/net/eth0/address"])
+                .trim()
+                .to_string()
+        })
+        .collect();
+    let (mut client, client_port, backend, init_node) = (1..=ATTEMPTS)
+        .find_map(|attempt| {
+            let (mut client, port, backend, nodes) = associate(&cluster, &servers, &macs, attempt);
+            eprintln!(
+                "attempt {attempt}: port {port}, {VIP} via {:?}, {VIP2} via {:?}",
+                nodes[0], nodes[1]
+            );
+            match nodes {
+                [Some(init), Some(other)] if init != other => Some((client, port, backend, init)),
+                _ => {
+                    client.wait(Duration::ZERO);
+                    None
+                }
+            }
+        })
+        .unwrap_or_else(|| panic!("no association of {ATTEMPTS} had its paths on two nodes"));
 
     // Every node holds the association: the one whose packets made it, the others by
-    // adoption. The INIT's node adopted nothing.
+    // adoption.
     cluster.wait_for(
         Duration::from_secs(5),
         "the association on every node",
         |c| (1..=3).all(|n| metric(&c.scrape(n), "xlb_sctp_associations", "") >= 1.0),
     );
-    let adopted: Vec<f64> = (1..=3)
-        .map(|n| {
-            metric(
-                &cluster.scrape(n),
-                "xlb_sctp_sync_adopted_created_total",
-                "",
-            )
-        })
-        .collect();
-    let init_node = 1 + adopted
-        .iter()
-        .position(|a| *a == 0.0)
-        .unwrap_or_else(|| panic!("every node adopted the association: {adopted:?}"));
-    assert_eq!(
-        adopted.iter().filter(|a| **a >= 1.0).count(),
-        2,
-        "the two other nodes adopted it: {adopted:?}"
+    let adopted = metric(
+        &cluster.scrape(init_node),
+        "xlb_sctp_sync_adopted_created_total",
+        "",
+    );
+    let others_adopted = (1..=3).filter(|&n| n != init_node).all(|n| {
+        metric(
+            &cluster.scrape(n),
+            "xlb_sctp_sync_adopted_created_total",
+            "",
+        ) >= 1.0
+    });
+    assert!(
+        others_adopted,
+        "the other nodes did not adopt the association"
+    );
+    eprintln!(
+        "n{init_node} saw the INIT and had adopted {adopted} association(s) from earlier attempts"
     );
 
     // usrsctp confirms the second VIP with a HEARTBEAT within ~2 s of COMM_UP.
@@ -227,7 +318,9 @@ fn a_multihomed_association_survives_the_death_and_return_of_its_init_node() {
     for (i, server) in servers.iter().enumerate() {
         if i != backend {
             assert!(
-                usrsctp::tsctp_accepted(&server.output()).is_empty(),
+                !usrsctp::tsctp_accepted(&server.output())
+                    .iter()
+                    .any(|from| from.ends_with(&format!(":{client_port}"))),
                 "{} saw the association too\n{}",
                 BACKENDS[i],
                 evidence(&cluster, &all)
