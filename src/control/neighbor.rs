@@ -165,9 +165,10 @@ pub fn interface_mac(ifname: &str) -> Result<[u8; 6], NeighborError> {
     Ok(RouteSocket::open()?.link_by_name(ifname)?.mac)
 }
 
-/// MTU of interface `ifname`: the largest IP packet it sends.
-pub fn interface_mtu(ifname: &str) -> Result<u32, NeighborError> {
-    Ok(RouteSocket::open()?.link_by_name(ifname)?.mtu)
+/// MAC and MTU (the largest IP packet it sends) of interface `ifname`, in one query.
+pub fn interface_mac_mtu(ifname: &str) -> Result<([u8; 6], u32), NeighborError> {
+    let link = RouteSocket::open()?.link_by_name(ifname)?;
+    Ok((link.mac, link.mtu))
 }
 
 /// Every IPv4 and IPv6 address configured on interface `ifname`.

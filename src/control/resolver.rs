@@ -92,14 +92,12 @@ impl KernelResolver {
     pub fn without_next_hops(
         interfaces: &[String],
     ) -> Result<KernelResolver, neighbor::NeighborError> {
-        let port_macs = interfaces
+        let (port_macs, port_mtus) = interfaces
             .iter()
-            .map(|name| neighbor::interface_mac(name))
-            .collect::<Result<Vec<_>, _>>()?;
-        let port_mtus = interfaces
-            .iter()
-            .map(|name| neighbor::interface_mtu(name))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|name| neighbor::interface_mac_mtu(name))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .unzip();
         Ok(KernelResolver {
             port_macs,
             port_mtus,

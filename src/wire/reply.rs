@@ -255,15 +255,8 @@ pub fn icmpv4_fragmentation_needed(
     let (IpAddr::V4(src), IpAddr::V4(dst)) = (headers.src, headers.dst) else {
         return Err(Error::Unsupported);
     };
-    let l3 = error_l3_offset(frame, len, headers, IPV4_HEADER_LEN)?;
-    let quote = (len - l3).min(ICMPV4_ERROR_MAX_LEN - IPV4_HEADER_LEN - ICMP_ERROR_HEADER_LEN);
-    let icmp_at = l3 + IPV4_HEADER_LEN;
-    let end = icmp_at + ICMP_ERROR_HEADER_LEN + quote;
-    if end > frame.len() {
-        return Err(Error::Truncated);
-    }
-    frame.copy_within(l3..l3 + quote, icmp_at + ICMP_ERROR_HEADER_LEN);
-    let message_len = ICMP_ERROR_HEADER_LEN + quote;
+    let ErrorLayout { l3, icmp_at, end } =
+        quote_for_error(frame, len, headers, IPV4_HEADER_LEN, ICMPV4_ERROR_MAX_LEN)?;
     super::encap::emit_ipv4(
         &mut frame[l3..icmp_at],
         dst,
@@ -271,7 +264,7 @@ pub fn icmpv4_fragmentation_needed(
         REPLY_TTL,
         protocol::ICMP,
         0,
-        message_len,
+        end - icmp_at,
     );
     let icmp = &mut frame[icmp_at..end];
     //# RFC 1191 §4: the router MUST include the MTU of that next-hop network in the
@@ -306,14 +299,8 @@ pub fn icmpv6_packet_too_big(
     let (IpAddr::V6(src), IpAddr::V6(dst)) = (headers.src, headers.dst) else {
         return Err(Error::Unsupported);
     };
-    let l3 = error_l3_offset(frame, len, headers, IPV6_HEADER_LEN)?;
-    let quote = (len - l3).min(ICMPV6_ERROR_MAX_LEN - IPV6_HEADER_LEN - ICMP_ERROR_HEADER_LEN);
-    let icmp_at = l3 + IPV6_HEADER_LEN;
-    let end = icmp_at + ICMP_ERROR_HEADER_LEN + quote;
-    if end > frame.len() {
-        return Err(Error::Truncated);
-    }
-    frame.copy_within(l3..l3 + quote, icmp_at + ICMP_ERROR_HEADER_LEN);
+    let ErrorLayout { l3, icmp_at, end } =
+        quote_for_error(frame, len, headers, IPV6_HEADER_LEN, ICMPV6_ERROR_MAX_LEN)?;
     super::encap::emit_ipv6(
         &mut frame[l3..icmp_at],
         dst,
@@ -321,7 +308,7 @@ pub fn icmpv6_packet_too_big(
         REPLY_TTL,
         protocol::ICMPV6,
         0,
-        ICMP_ERROR_HEADER_LEN + quote,
+        end - icmp_at,
     );
     let icmp = &mut frame[icmp_at..end];
     icmp[..4].copy_from_slice(&[ICMPV6_PACKET_TOO_BIG, 0, 0, 0]);
@@ -330,6 +317,36 @@ pub fn icmpv6_packet_too_big(
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
     swap_macs(frame);
     Ok(pad(frame, end))
+}
+
+/// Where an ICMP error's parts lie in the frame: its IP header at `l3`, its ICMP header at
+/// `icmp_at`, the quoted packet after that up to `end`.
+struct ErrorLayout {
+    l3: usize,
+    icmp_at: usize,
+    end: usize,
+}
+
+/// Moves the start of the packet `frame[..len]` behind room for an error's IP header of
+/// `ip_header_len` bytes and its ICMP header, keeping as much as an error of at most
+/// `max_len` bytes may quote. Refused for packets no error may be sent about (see
+/// [`error_l3_offset`]).
+fn quote_for_error(
+    frame: &mut [u8],
+    len: usize,
+    headers: &Headers,
+    ip_header_len: usize,
+    max_len: usize,
+) -> Result<ErrorLayout> {
+    let l3 = error_l3_offset(frame, len, headers, ip_header_len)?;
+    let quote = (len - l3).min(max_len - ip_header_len - ICMP_ERROR_HEADER_LEN);
+    let icmp_at = l3 + ip_header_len;
+    let end = icmp_at + ICMP_ERROR_HEADER_LEN + quote;
+    if end > frame.len() {
+        return Err(Error::Truncated);
+    }
+    frame.copy_within(l3..l3 + quote, icmp_at + ICMP_ERROR_HEADER_LEN);
+    Ok(ErrorLayout { l3, icmp_at, end })
 }
 
 /// Start of the IP header of a packet an ICMP error may be sent about: unfragmented, not

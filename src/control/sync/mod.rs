@@ -684,25 +684,24 @@ impl SyncNode {
         self.send(Kind::Records, &records, to);
     }
 
+    /// Encodes `records` once (one MAC and sequence number per datagram, whatever the
+    /// number of destinations) and sends the datagrams to each of `to`.
     fn send(&mut self, kind: Kind, records: &[Record], to: &[SocketAddr]) {
+        let datagrams = message::encode(
+            &self.key,
+            kind,
+            self.sender,
+            self.boot,
+            &mut self.sequence,
+            records,
+        );
         for peer in to {
-            let datagrams = message::encode(
-                &self.key,
-                kind,
-                self.sender,
-                self.boot,
-                &mut self.sequence,
-                records,
-            );
-            for datagram in datagrams {
-                match self.socket.send_to(&datagram, peer) {
-                    Ok(_) => {
-                        self.stats.datagrams_sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(_) => {
-                        self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+            for datagram in &datagrams {
+                let counter = match self.socket.send_to(datagram, peer) {
+                    Ok(_) => &self.stats.datagrams_sent,
+                    Err(_) => &self.stats.send_errors,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
             }
             self.stats
                 .records_sent
