@@ -15,7 +15,8 @@ Topology (only 198.18.0.0/15):
   {P}dut  d1 198.18.2.254/24 02:00:00:00:10:03 --- s0 198.18.2.1/24 (+ .11 .12 .13, the
           backends) 02:00:00:00:10:04  {P}sink
 Each veth has 2 queues. The generator is `xlb pktgen` on g0, the sink `xlb pktgen --receive`
-on s0 (for xlb macswap, which bounces frames back, the generator receives on g0 itself).
+on s0, or for --zero-loss perf/xdp_sink.c, which counts and drops in s0's driver (for xlb
+macswap, which bounces frames back, the generator receives on g0 itself).
 Devices under test on d0/d1: xlb (rxdrop, macswap, l4lb dsr, l4lb nat; 1 and 2 workers), the
 kernel with iptables DNAT and with nftables DNAT (kube-proxy's two modes), and DPDK testpmd
 macswap over its AF_XDP driver (d0 -> d1; the sink steers on the VIP, not the MAC, so
@@ -114,6 +115,8 @@ class Case:
     mode: str
     traffic: str
     workers: int
+    # xlb's `dataplane.idle`: adaptive (the default) or poll.
+    idle: str = "adaptive"
 
 
 @dataclasses.dataclass
@@ -372,17 +375,18 @@ def up(lab):
     lab.run("dut", "ip", "route", "add", "198.18.100.0/24", "dev", "d1", check=False)
 
 
-def xlb_config(lab, pipeline, forwarding, cores):
+def xlb_config(lab, pipeline, forwarding, cores, idle="adaptive"):
     """A service table for the device under test; returns its path."""
     backends = ("[{ name: b1, address: 198.18.2.11 }, { name: b2, address: 198.18.2.12 }, "
                 "{ name: b3, address: 198.18.2.13 }]")
-    path = lab.work / f"xlb-{pipeline}-{forwarding}-{len(cores)}.yaml"
+    path = lab.work / f"xlb-{pipeline}-{forwarding}-{len(cores)}-{idle}.yaml"
     text = f"""version: 1
 dataplane:
   interfaces:
     - {{ name: d0, queues: all, xdp_mode: auto, zero_copy: auto }}
     - {{ name: d1, queues: all, xdp_mode: auto, zero_copy: auto }}
   workers: {json.dumps(cores).replace(",", ", ")}
+  idle: {idle}
   pipeline: {pipeline}
   batch_size: 64
   ring_size: 2048
@@ -441,11 +445,11 @@ def read_json(path):
 class Sink:
     """`xlb pktgen --receive` on s0, steering the given addresses to its AF_XDP sockets."""
 
-    def __init__(self, lab, steer, core=1):
+    def __init__(self, lab, steer):
         self.json = lab.work / "sink.json"
         self.json.unlink(missing_ok=True)
         self.proc = lab.spawn("sink", [lab.xlb, "pktgen", "--iface", "s0", "--receive", "--rx-queues", 2,
-                                       "--quiet", "--cores", core, "--steer", ",".join(steer),
+                                       "--quiet", "--cores", 1, "--steer", ",".join(steer),
                                        "--json", self.json], "sink")
         # Readiness only (its sockets are registered); the figures come from --json.
         self.proc.wait_for("pktgen receiver ready", 20, "the sink got ready")
@@ -583,21 +587,43 @@ def pktgen(lab, args, duration):
     return read_json(report)
 
 
+def build_xdp(lab, source, defines=()):
+    """perf/<source> compiled for BPF with the given -D definitions; the object's path."""
+    obj = lab.work / Path(source).with_suffix(".o").name
+    includes = [f"-I{d}" for d in ("/usr/include/x86_64-linux-gnu", "/usr/include/aarch64-linux-gnu")
+                if Path(d).is_dir()]
+    sh(["clang", "-target", "bpf", "-O2", "-g", "-Wall", "-Werror", *includes, *defines, "-c",
+        ROOT / "perf" / source, "-o", obj])
+    return obj
+
+
 def xdp_forwarder(lab):
     """perf/xdp_fwd.c compiled for this topology (d1's ifindex, d1's and the sink's MACs) and
     attached to d0 in native mode: the in-kernel forwarder case."""
     ifindex = int(lab.run("dut", "cat", "/sys/class/net/d1/ifindex"))
-    obj = lab.work / "xdp_fwd.o"
 
     def octets(mac):
         return ",".join(f"0x{octet}" for octet in mac.split(":"))
 
-    includes = [f"-I{d}" for d in ("/usr/include/x86_64-linux-gnu", "/usr/include/aarch64-linux-gnu")
-                if Path(d).is_dir()]
-    sh(["clang", "-target", "bpf", "-O2", "-g", "-Wall", "-Werror", *includes, f"-DOUT_IFINDEX={ifindex}",
-        f"-DSRC_MAC={octets(D1_MAC)}", f"-DDST_MAC={octets(S_MAC)}", "-c", ROOT / "perf" / "xdp_fwd.c",
-        "-o", obj])
+    obj = build_xdp(lab, "xdp_fwd.c", [f"-DOUT_IFINDEX={ifindex}", f"-DSRC_MAC={octets(D1_MAC)}",
+                                       f"-DDST_MAC={octets(S_MAC)}"])
     lab.run("dut", "ip", "link", "set", "dev", "d0", "xdpdrv", "obj", obj, "sec", "xdp")
+
+
+class XdpSink:
+    """The zero-loss sink: perf/xdp_sink.c on s0, dropping UDP in the driver; arrivals are
+    veth's per-queue XDP drop counters. Nothing of it runs outside s0's NAPI."""
+
+    def __init__(self, lab):
+        self.lab = lab
+        lab.run("sink", "ip", "link", "set", "dev", "s0", "xdpdrv", "obj", build_xdp(lab, "xdp_sink.c"),
+                "sec", "xdp")
+
+    def arrived(self):
+        """UDP frames the program has dropped so far, summed over s0's queues."""
+        return sum(int(value) for name, _, value in
+                   (line.strip().partition(": ") for line in self.lab.run("sink", "ethtool", "-S", "s0").splitlines())
+                   if re.fullmatch(r"rx_queue_\d+_xdp_drops", name))
 
 
 def start_dut(lab, case, mode, cleanup):
@@ -609,7 +635,7 @@ def start_dut(lab, case, mode, cleanup):
     if case.dut == "xlb" or case.pipeline == "txonly":
         pipeline = "rxdrop" if case.pipeline == "txonly" else case.pipeline
         cores = [0, 1] if case.workers == 2 else [1]
-        xlb = Xlb(lab, xlb_config(lab, pipeline, mode, cores))
+        xlb = Xlb(lab, xlb_config(lab, pipeline, mode, cores, case.idle))
         cleanup.callback(xlb.kill)
         time.sleep(1)
     elif case.dut in ("iptables", "nftables"):
@@ -1080,12 +1106,13 @@ def zero_loss_cases(smoke):
     """The zero-loss run's cases: every device under test forwarding udp 64 B over 100k
     flows, 1 worker (own core), then the 2-worker cases (cores shared with the generator and
     the sink: contention); the smoke run's one short case."""
-    def case(name, dut, pipeline, mode, workers):
-        return Case(f"{name}/udp/w{workers}", dut, pipeline, mode, "udp", workers)
+    def case(name, dut, pipeline, mode, workers, idle="adaptive"):
+        return Case(f"{name}/udp/w{workers}", dut, pipeline, mode, "udp", workers, idle)
 
     if smoke:
         return [case("xlb-l4lb-dsr", "xlb", "l4lb", "dsr", 1)]
     return [case("xlb-l4lb-dsr", "xlb", "l4lb", "dsr", 1),
+            case("xlb-l4lb-dsr-poll", "xlb", "l4lb", "dsr", 1, "poll"),
             case("xlb-l4lb-nat", "xlb", "l4lb", "nat", 1),
             case("xlb-macswap", "xlb", "macswap", "dsr", 1),
             case("testpmd-macswap", "testpmd", "macswap", "macswap", 1),
@@ -1172,6 +1199,20 @@ def cores_busy(cores):
     return busy / CLK_TCK
 
 
+def softirq_seconds(cores):
+    """Seconds the given cores spent in softirqs (/proc/stat), summed. Every veth end's NAPI
+    runs in a thread (threaded_napi), so softirq time on a core outside the device under
+    test's is receive work of the device that ran where the generator's transmit woke it:
+    it counts as the device's, and should be nil."""
+    seconds = 0
+    with open("/proc/stat") as stat:
+        for line in stat:
+            fields = line.split()
+            if fields[0] in {f"cpu{c}" for c in cores}:
+                seconds += int(fields[7])
+    return seconds / CLK_TCK
+
+
 def cpu_hz():
     """The cores' clock in Hz, from /proc/cpuinfo's first `cpu MHz` (in a VM: the host's
     nominal clock, which turbo and frequency scaling move)."""
@@ -1207,58 +1248,69 @@ def tx_packets_now(pid, dev):
     return None
 
 
-def trial(lab, case, dut_pids, steer, extra, rate, search):
+def trial(lab, case, dut_pids, sink, extra, rate, search):
     """One trial of `search.trial` seconds at `rate` packets/s (0: as fast as the generator
     goes); returns its figures.
 
-    Loss is the generator's TX count minus what arrived (at the sink, or back at the
+    Loss is the generator's TX count minus what arrived (at the XDP sink, or back at the
     generator for xlb macswap), over its TX count: the generator drains its TX ring before
-    it reports, and the sink counts on for DRAIN_SECONDS after it stopped, so frames in
-    flight at the end are not counted as lost. CPU use is taken over the trial's steady
+    it reports, and the sink's counters are read DRAIN_SECONDS after it stopped, so frames
+    in flight at the end are not counted as lost. CPU use is taken over the trial's steady
     middle: from a tenth of the trial after the generator's first frames left g0 (read from
     its namespace's counters) to a tenth before its end."""
+    elsewhere = [c for c in range(os.cpu_count()) if c not in dut_cores(case)]
+
+    def sample():
+        """(time, the device's CPU seconds, its cores' busy seconds, softirq seconds on
+        the other cores)."""
+        return (time.monotonic(), cpu_seconds(dut_pids), cores_busy(dut_cores(case)),
+                softirq_seconds(elsewhere))
+
     gen_json = lab.work / "gen.json"
     gen_json.unlink(missing_ok=True)
-    sink = Sink(lab, steer, core=0) if not extra else None
+    arrived_before = sink.arrived()
+    gen = lab.spawn("gen", [lab.xlb, "pktgen", "--iface", "g0", "--quiet", "--dst-mac", D0_MAC,
+                            "--duration", search.trial, "--json", gen_json, "--queues", case.workers,
+                            "--cores", 0, "--src", "198.18.0.1", "--rate", int(rate),
+                            *traffic_args(case.traffic), *extra, "--linger", DRAIN_SECONDS], "gen")
     try:
-        gen = lab.spawn("gen", [lab.xlb, "pktgen", "--iface", "g0", "--quiet", "--dst-mac", D0_MAC,
-                                "--duration", search.trial, "--json", gen_json, "--queues", case.workers,
-                                "--cores", 0, "--src", "198.18.0.1", "--rate", int(rate),
-                                *traffic_args(case.traffic), *extra, "--linger", DRAIN_SECONDS], "gen")
-        try:
-            before = tx_packets_now(gen.popen.pid, "g0")
-            deadline = time.monotonic() + 30
-            while tx_packets_now(gen.popen.pid, "g0") == before:
-                if not gen.alive() or time.monotonic() > deadline:
-                    raise HarnessError(f"the generator sent nothing:\n{gen.text()}")
-                time.sleep(0.01)
-            started = time.monotonic()
-            margin = search.trial / 10
-            time.sleep(max(0.0, started + margin - time.monotonic()))
-            first = (time.monotonic(), cpu_seconds(dut_pids), cores_busy(dut_cores(case)))
-            time.sleep(max(0.0, started + search.trial - margin - time.monotonic()))
-            last = (time.monotonic(), cpu_seconds(dut_pids), cores_busy(dut_cores(case)))
-            code = gen.wait(search.trial + 30)
-            if code != 0:
-                raise HarnessError(f"xlb pktgen failed ({code}):\n{gen.text()}")
-        finally:
-            gen.kill()
-        report = read_json(gen_json)
-        arrived = (sink.stop(DRAIN_SECONDS) if sink else report).get("rx") or {}
+        before = tx_packets_now(gen.popen.pid, "g0")
+        deadline = time.monotonic() + 30
+        while tx_packets_now(gen.popen.pid, "g0") == before:
+            if not gen.alive() or time.monotonic() > deadline:
+                raise HarnessError(f"the generator sent nothing:\n{gen.text()}")
+            time.sleep(0.01)
+        started = time.monotonic()
+        margin = search.trial / 10
+        time.sleep(max(0.0, started + margin - time.monotonic()))
+        first = sample()
+        time.sleep(max(0.0, started + search.trial - margin - time.monotonic()))
+        last = sample()
+        code = gen.wait(search.trial + 30)
+        if code != 0:
+            raise HarnessError(f"xlb pktgen failed ({code}):\n{gen.text()}")
     finally:
-        if sink:
-            sink.proc.kill()
+        gen.kill()
+    report = read_json(gen_json)
+    if extra:
+        received = (report.get("rx") or {}).get("packets", 0)
+    else:
+        time.sleep(DRAIN_SECONDS)
+        received = sink.arrived() - arrived_before
     tx = report.get("tx") or {}
-    sent, received, seconds = tx.get("packets", 0), arrived.get("packets", 0), report.get("duration_s", 0)
+    sent, seconds = tx.get("packets", 0), report.get("duration_s", 0)
     window = last[0] - first[0]
     forwarded_pps = received / seconds if seconds else 0.0
-    dut_util = (last[1] - first[1]) / window if window > 0 else 0.0
+    own = (last[1] - first[1]) / window if window > 0 else 0.0
+    dut_elsewhere = (last[3] - first[3]) / window if window > 0 else 0.0
+    dut_util = own + dut_elsewhere
     figures = {
         "rate_pps": rate, "tx_packets": sent, "tx_pps": tx.get("pps", 0.0), "rx_packets": received,
         "forwarded_pps": forwarded_pps,
         "loss_ratio": (sent - received) / sent if sent else None,
         "dut_cpu": dut_util,
-        "others_cpu": max(0.0, (last[2] - first[2]) / window - dut_util) if window > 0 else None,
+        "dut_cpu_elsewhere": dut_elsewhere,
+        "others_cpu": max(0.0, (last[2] - first[2]) / window - own) if window > 0 else None,
         "cycles_per_packet": dut_util * cpu_hz() / forwarded_pps if forwarded_pps else None,
     }
     figures["offered"] = rate == 0 or figures["tx_pps"] >= OFFERED_SHORTFALL * rate
@@ -1266,12 +1318,13 @@ def trial(lab, case, dut_pids, steer, extra, rate, search):
     print(f"    {'max' if not rate else f'{rate / 1e6:.3f} Mpps'}: sent {figures['tx_pps'] / 1e6:.3f} Mpps, "
           f"loss {100 * (figures['loss_ratio'] or 0):.4f} %, {'pass' if figures['passed'] else 'fail'}"
           f"{'' if figures['offered'] else ' (the generator fell short of the rate)'}; "
-          f"device under test {100 * dut_util:.0f} % of a core, "
+          f"device under test {100 * dut_util:.0f} % of a core "
+          f"({100 * dut_elsewhere:.0f} % on the generator's), "
           f"{figures['cycles_per_packet'] or 0:.0f} cycles/packet", file=sys.stderr, flush=True)
     return figures
 
 
-def search_zero_loss(lab, case, dut_pids, steer, extra, search):
+def search_zero_loss(lab, case, dut_pids, sink, extra, search):
     """RFC 2544 §26.1's throughput for one case: the highest offered rate whose trial loses
     at most search.max_loss of its packets, by binary search.
 
@@ -1284,7 +1337,7 @@ def search_zero_loss(lab, case, dut_pids, steer, extra, search):
     fell short of its rate cannot pass at that rate: the bracket's top comes down to it, and
     the rate the generator did send counts if nothing was lost. The result is the best
     passing trial's offered rate and its cycles per packet, with every trial."""
-    trials = [trial(lab, case, dut_pids, steer, extra, 0, search)]
+    trials = [trial(lab, case, dut_pids, sink, extra, 0, search)]
     flat_out = trials[0]
     best = flat_out if flat_out["passed"] else None
     low, high = 0.0, flat_out["tx_pps"]
@@ -1292,7 +1345,7 @@ def search_zero_loss(lab, case, dut_pids, steer, extra, search):
         raise HarnessError(f"{case.name}: nothing arrived in the unpaced trial")
     rate = min(0.98 * flat_out["forwarded_pps"], 0.98 * high)
     while best is not flat_out and len(trials) < search.max_trials:
-        t = trial(lab, case, dut_pids, steer, extra, rate, search)
+        t = trial(lab, case, dut_pids, sink, extra, rate, search)
         trials.append(t)
         if t["passed"]:
             if best is None or t["tx_pps"] > best["tx_pps"]:
@@ -1322,7 +1375,7 @@ def dut_cores(case):
     return [0, 1] if case.workers == 2 else [1]
 
 
-def run_zero_loss_case(lab, case, napi, search):
+def run_zero_loss_case(lab, case, napi, sink, search):
     """Starts the case's device under test, pins its NAPI threads to its cores, and runs the
     zero-loss search; returns summarize.zero_loss_record's record."""
     print(f"  {case.name}", file=sys.stderr, flush=True)
@@ -1332,8 +1385,8 @@ def run_zero_loss_case(lab, case, napi, search):
         # Its cost: its receive queues' NAPI threads (XDP program, copy into AF_XDP rings,
         # kernel forwarding) and its process, if it has one.
         dut_pids = napi["d0"] + napi["d1"] + [p.proc.popen.pid for p in (xlb, testpmd) if p]
-        steer, extra = sink_steer(case, case.mode)
-        found = search_zero_loss(lab, case, dut_pids, steer, extra, search)
+        _, extra = sink_steer(case, case.mode)
+        found = search_zero_loss(lab, case, dut_pids, sink, extra, search)
         if testpmd:
             testpmd.stop()
         elif xlb:
@@ -1350,12 +1403,13 @@ def measure_zero_loss(lab, cases, args):
     down(lab)
     up(lab)
     napi = threaded_napi(lab)
+    sink = XdpSink(lab)
     source = cycles_source()
     print(f"== zero-loss search: {len(cases)} cases, {search.trial:g} s trials, loss <= {args.max_loss:g} %, "
           f"resolution {100 * search.resolution:g} %, at most {search.max_trials} trials; cycles: {source}",
           flush=True)
     started = time.monotonic()
-    records = [run_zero_loss_case(lab, case, napi, search) for case in cases]
+    records = [run_zero_loss_case(lab, case, napi, sink, search) for case in cases]
     settings = {"trial_s": search.trial, "resolution": search.resolution, "max_loss": search.max_loss,
                 "max_trials": search.max_trials, "cycles": source,
                 "minutes": round((time.monotonic() - started) / 60, 1)}

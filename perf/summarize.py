@@ -266,6 +266,10 @@ ZERO_LOSS_TARGETS = [
     ("l4lb dsr / xdp-fwd", "xlb-l4lb-dsr/udp/w1", "xdp-fwd/udp/w1", "rate", 0.8, False),
     ("l4lb dsr / testpmd macswap, cycles/packet", "xlb-l4lb-dsr/udp/w1", "testpmd-macswap/udp/w1",
      "cycles", 1.2, True),
+    ("l4lb dsr, idle: poll / testpmd macswap", "xlb-l4lb-dsr-poll/udp/w1", "testpmd-macswap/udp/w1",
+     "rate", None, False),
+    ("l4lb dsr, idle: poll / iptables DNAT, 100k flows", "xlb-l4lb-dsr-poll/udp/w1", "iptables-dnat/udp/w1",
+     "rate", None, False),
     ("l4lb dsr / iptables DNAT, 100k flows", "xlb-l4lb-dsr/udp/w1", "iptables-dnat/udp/w1", "rate", 2.0,
      False),
     ("l4lb nat / iptables DNAT, 100k flows", "xlb-l4lb-nat/udp/w1", "iptables-dnat/udp/w1", "rate", None,
@@ -372,11 +376,14 @@ def zero_loss_report(records, out_dir, machine, settings):
              f"{100 * settings['max_loss']:g} % of its packets, by binary search to within "
              f"{100 * settings['resolution']:g} % (at most {settings['max_trials']} trials per case; this "
              f"run took {settings['minutes']:g} minutes). Cycles per packet: the device under test's CPU "
-             f"(its process and its receive queues' NAPI threads) over the trial's middle, divided by "
-             f"the packets it forwarded; counted as {settings['cycles']}. Ratios from this run only.",
+             f"(its process, its receive queues' NAPI threads, and any softirq time on the generator's "
+             f"core, which should be nil) over the trial's middle, divided by the packets it forwarded; "
+             f"counted as {settings['cycles']}. Sink: an XDP program on s0 counting and dropping "
+             f"(perf/xdp_sink.c). Ratios from this run only.",
              "",
-             "| case | zero-loss Mpps | cycles/packet | DUT CPU, cores | others on its cores | flat out: sent / "
-             "forwarded Mpps, cycles/packet | trials | / testpmd macswap | / xdp-fwd | / iptables DNAT |",
+             "| case | zero-loss Mpps | cycles/packet | DUT CPU, cores (of it on the generator's core) | "
+             "others on its cores | flat out: sent / forwarded Mpps, cycles/packet | trials | "
+             "/ testpmd macswap | / xdp-fwd | / iptables DNAT |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for c in records:
         best = max((t for t in c["trials"] if t["passed"]), key=lambda t: t["tx_pps"], default=None)
@@ -384,7 +391,9 @@ def zero_loss_report(records, out_dir, machine, settings):
         rate = f'{c["zero_loss_pps"] / 1e6:.3f}' + (" (generator-bound)" if c["generator_bound"] else "")
         flat_out = (f'{c["flat_out_tx_pps"] / 1e6:.3f} / {c["flat_out_forwarded_pps"] / 1e6:.3f}, '
                     f'{number(c["flat_out_cycles_per_packet"], ".0f")}')
-        lines.append(f'| {name} | {rate} | {number(c["cycles_per_packet"], ".0f")} | {number(c["dut_cpu"], ".2f")} | '
+        elsewhere = number(best and best["dut_cpu_elsewhere"], ".2f")
+        lines.append(f'| {name} | {rate} | {number(c["cycles_per_packet"], ".0f")} | '
+                     f'{number(c["dut_cpu"], ".2f")} ({elsewhere}) | '
                      f'{number(best and best["others_cpu"], ".2f")} | {flat_out} | {len(c["trials"])} | '
                      f'{versus(c, "testpmd-macswap/udp/w1")} | {versus(c, "xdp-fwd/udp/w1")} | '
                      f'{versus(c, "iptables-dnat/udp/w" + str(c["workers"]))} |')

@@ -11,7 +11,7 @@
  * takes the ifindex directly, so no loader has to fill a devmap; since Linux 5.12 it goes
  * through the same per-device bulk queue as a devmap redirect (dev_xdp_enqueue), flushed
  * once per NAPI poll. veth accepts redirected frames only when its peer (s0) runs XDP or
- * has NAPI on: the sink's AF_XDP receiver attaches its steering program there.
+ * has NAPI on: the sink's XDP program (perf/xdp_sink.c) runs there.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>

@@ -104,6 +104,7 @@ fn a_failed_backend_leaves_within_interval_times_fall_and_returns() {
 #[test]
 fn metrics_count_exactly_the_traffic_sent() {
     let mut lab = Lab::up("mtr", 2);
+    let started = Instant::now();
     lab.start_xlb(TABLE);
     let sent = lab.client("udp", "198.18.100.10", 53, 300, &client_sources(false));
     assert_eq!(sent.failed, 0, "{sent:?}");
@@ -133,6 +134,16 @@ fn metrics_count_exactly_the_traffic_sent() {
         tx + dropped,
         "every received frame is sent or counted as a drop"
     );
+    // Busy time: some, and never more than the time each worker has been running.
+    let elapsed = started.elapsed().as_secs_f64();
+    let busy: Vec<f64> = body
+        .lines()
+        .filter(|l| l.starts_with("xlb_worker_busy_seconds_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert!(!busy.is_empty(), "no xlb_worker_busy_seconds_total series");
+    assert!(busy.iter().sum::<f64>() > 0.0, "{busy:?}");
+    assert!(busy.iter().all(|b| *b < elapsed), "{busy:?} in {elapsed} s");
     assert_eq!(
         metric(&body, "xlb_backend_up", &[("backend", "b1")]),
         2.0,

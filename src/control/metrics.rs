@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, LabelValueEncoder, NoLabelSet,
+    DescriptorEncoder, EncodeCounterValue, EncodeLabelSet, EncodeLabelValue, LabelValueEncoder,
+    NoLabelSet,
 };
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
@@ -150,11 +151,11 @@ impl EncodeLabelValue for Escaped<'_> {
 type Labels<'a> = Vec<(&'static str, Escaped<'a>)>;
 
 /// Writes one counter family: `name` (without `_total`, which the encoder adds).
-fn counters<S: EncodeLabelSet>(
+fn counters<S: EncodeLabelSet, V: EncodeCounterValue>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    series: impl IntoIterator<Item = (S, u64)>,
+    series: impl IntoIterator<Item = (S, V)>,
 ) -> fmt::Result {
     let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
     for (labels, value) in series {
@@ -349,6 +350,14 @@ impl SourcesCollector {
             "xlb_idle_sleeps",
             "Times the worker slept waiting for frames (adaptive idle policy).",
             each(|s| read(&s.idle_sleeps)),
+        )?;
+        counters(
+            encoder,
+            "xlb_worker_busy_seconds",
+            "Time the worker spent in loop passes that received frames; its rate is how loaded a polling worker is (its CPU time is a whole core either way).",
+            workers
+                .iter()
+                .map(|(labels, stats)| (labels.labels(), read(&stats.busy_ns) as f64 / 1e9)),
         )?;
         counters(
             encoder,

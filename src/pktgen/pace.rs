@@ -1,6 +1,10 @@
 //! The token bucket that paces a sender thread to `--rate` packets per second: tokens
-//! accrue with elapsed time, capped at one burst so an idle spell is not made up for
-//! with a flood.
+//! accrue with elapsed time, capped at a millisecond's worth (one batch at least), so a
+//! sender preempted for less than that catches up and offers the rate it was asked for,
+//! while a longer idle spell is not made up for with a flood.
+
+/// The most time whose tokens a sender may still spend after not running.
+const CATCH_UP_NS: f64 = 1_000_000.0;
 
 /// Packets a sender may send now, refilled at a fixed rate.
 #[derive(Clone, Debug)]
@@ -12,12 +16,12 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
-    /// A bucket filling at `per_second` packets per second, holding at most `burst`,
-    /// starting empty at `now_ns`.
-    pub fn new(per_second: f64, burst: usize, now_ns: u64) -> Self {
+    /// A bucket filling at `per_second` packets per second, holding at most a
+    /// millisecond's worth and at least `batch`, starting empty at `now_ns`.
+    pub fn new(per_second: f64, batch: usize, now_ns: u64) -> Self {
         TokenBucket {
             per_second,
-            burst: burst.max(1) as f64,
+            burst: (per_second * CATCH_UP_NS / 1e9).max(batch.max(1) as f64),
             tokens: 0.0,
             last_ns: now_ns,
         }
@@ -59,9 +63,27 @@ mod tests {
         bucket.take(10);
         assert_eq!(bucket.available(10_000, 64), 0);
         assert_eq!(bucket.wait_ns(), 1_000);
-        // A long pause gives one burst, not the whole backlog.
-        assert_eq!(bucket.available(1_000_000_000, 1000), 64);
+        // A long pause gives a millisecond's worth, not the whole backlog.
+        assert_eq!(bucket.available(1_000_000_000, 5000), 1000);
         assert_eq!(bucket.available(1_000_000_000, 5), 5);
+    }
+
+    #[test]
+    fn a_slow_rate_still_holds_a_batch() {
+        let mut bucket = TokenBucket::new(1_000.0, 64, 0);
+        assert_eq!(bucket.available(1_000_000_000, 100), 64);
+    }
+
+    #[test]
+    fn a_preempted_sender_catches_up() {
+        let mut bucket = TokenBucket::new(400_000.0, 64, 0);
+        // Off the CPU for half a millisecond: 200 packets owed, sent in batches.
+        let mut sent = 0;
+        while let n @ 1.. = bucket.available(500_000, 64) {
+            bucket.take(n);
+            sent += n;
+        }
+        assert_eq!(sent, 200);
     }
 
     #[test]

@@ -60,6 +60,10 @@ pub struct WorkerStats {
     pub wakeups: AtomicU64,
     /// Times the worker slept waiting for frames (adaptive idle).
     pub idle_sleeps: AtomicU64,
+    /// Nanoseconds spent in loop passes that received frames: the worker's work, where
+    /// its CPU time (always all of a core when it polls) also counts the empty passes.
+    /// Busy time over wall time is how loaded a polling worker is.
+    pub busy_ns: AtomicU64,
     /// New flows and associations.
     pub new_flows: AtomicU64,
     /// Flows re-selected because their backend left.
@@ -111,6 +115,7 @@ impl Default for WorkerStats {
             fill_ring_empty: AtomicU64::default(),
             wakeups: AtomicU64::default(),
             idle_sleeps: AtomicU64::default(),
+            busy_ns: AtomicU64::default(),
             new_flows: AtomicU64::default(),
             reselected: AtomicU64::default(),
             evictions: AtomicU64::default(),
@@ -158,6 +163,7 @@ impl WorkerStats {
         set(&self.fill_ring_empty, ring.fill_ring_empty);
         set(&self.wakeups, ring.wakeups);
         set(&self.idle_sleeps, ring.idle_sleeps);
+        set(&self.busy_ns, ring.busy_ns);
         let b = state.balancer.stats();
         set(&self.new_flows, b.new_flows);
         set(&self.reselected, b.reselected);
@@ -174,6 +180,7 @@ struct RingCounters {
     fill_ring_empty: u64,
     wakeups: u64,
     idle_sleeps: u64,
+    busy_ns: u64,
 }
 
 impl RingCounters {
@@ -220,7 +227,8 @@ pub fn run_loop<P: BatchPorts>(
         passes += 1;
         stats.progress.store(passes, Ordering::Relaxed);
         let snapshot = inputs.snapshots.load();
-        let now_ms = inputs.epoch.elapsed().as_millis() as u64;
+        let pass_start = inputs.epoch.elapsed();
+        let now_ms = pass_start.as_millis() as u64;
         let mut received = 0;
         for index in 0..queues {
             let batch =
@@ -237,6 +245,7 @@ pub fn run_loop<P: BatchPorts>(
             ring.add(&batch);
         }
         if received > 0 {
+            ring.busy_ns += (inputs.epoch.elapsed() - pass_start).as_nanos() as u64;
             empty_rounds = 0;
             if now_ms >= published_ms + PUBLISH_PERIOD_MS {
                 stats.publish(state, &ring);
