@@ -378,7 +378,9 @@ def zero_loss_report(records, out_dir, machine, settings):
              f"run took {settings['minutes']:g} minutes). Cycles per packet: the device under test's CPU "
              f"(its process, its receive queues' NAPI threads, and any softirq time on the generator's "
              f"core, which should be nil) over the trial's middle, divided by the packets it forwarded; "
-             f"counted as {settings['cycles']}. Sink: an XDP program on s0 counting and dropping "
+             f"counted as {settings['cycles']}. veth interrupt coalescing: "
+             f"{str(settings['coalesce_us']) + ' µs' if settings.get('coalesce_us') else 'off'}. "
+             f"Sink: an XDP program on s0 counting and dropping "
              f"(perf/xdp_sink.c). Ratios from this run only.",
              "",
              "| case | zero-loss Mpps | cycles/packet | DUT CPU, cores (of it on the generator's core) | "
