@@ -6,6 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::lab::{client_sources, Lab};
+use support::metric;
 
 const TABLE: &str = r#"version: 1
 dataplane:
@@ -32,19 +33,6 @@ services:
       - { name: b2, address: 198.18.1.12 }
       - { name: b3, address: 198.18.1.13 }
 "#;
-
-/// The value of one series in a Prometheus text body, matching every given label.
-fn metric(body: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    body.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 #[test]
 fn a_failed_backend_leaves_within_interval_times_fall_and_returns() {

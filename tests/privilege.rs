@@ -23,6 +23,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use support::lab::{client_sources, require_root, Lab};
+use support::metric;
 
 /// The unit whose privileges these tests grant.
 const UNIT: &str = include_str!("../packaging/systemd/xlb.service");
@@ -218,20 +219,6 @@ fn assert_kept_logged(log: &str) {
         line.contains("kept: CAP_NET_RAW (the sctp health probe"),
         "{line}"
     );
-}
-
-/// The value of one series in a Prometheus text body, summed over series matching
-/// every given label.
-fn metric(body: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    body.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// An `xlb run` (or the crun holding it) this test started, its output in `log`.

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::lab::{client_sources, Lab};
+use support::metric;
 
 const TABLE: &str = r#"version: 1
 dataplane:
@@ -34,20 +35,6 @@ services:
 
 /// The watchdog timeout handed to xlb: it pings every half of it.
 const WATCHDOG_USEC: &str = "2000000";
-
-/// The value of one series in a Prometheus text body, summed over the series matching
-/// every given label.
-fn metric(body: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    body.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 /// What xlb sent to the fake service manager, with when it arrived.
 struct Manager {

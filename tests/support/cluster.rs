@@ -145,25 +145,12 @@ impl Cluster {
 
     /// A command run inside namespace `short` (`cl`, `rt`, `n1`, `b1`, ...).
     pub fn ns_command(&self, short: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &format!("{}{short}", self.prefix)])
-            .arg(program);
-        cmd
+        super::ns_command(&format!("{}{short}", self.prefix), program)
     }
 
     /// Runs a command in a namespace and returns its stdout; panics on failure.
     pub fn ns_output(&self, short: &str, program: &str, args: &[&str]) -> String {
-        let out = self
-            .ns_command(short, program)
-            .args(args)
-            .output()
-            .expect("spawn");
-        assert!(
-            out.status.success(),
-            "{program} {args:?} in {short} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        super::ns_output(&format!("{}{short}", self.prefix), program, args)
     }
 
     /// `birdc CMD` against the BIRD of namespace `short` (`rt`, `n1`..`n3`).
